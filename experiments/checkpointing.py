@@ -1,0 +1,83 @@
+"""Orbax checkpoints of the train state together with the data iterator state.
+
+Layout under `<workdir>/checkpoints/`: `latest/<step>/` (the last `keep` saves, for resume) and
+`best/<step>/` (the single best by the evaluation score, lower is better). Each step directory
+holds the items `state` (the train-state pytree) and `data` (the grain iterator state as JSON).
+The experiment config is written once as `<workdir>/config.json` so evaluate/benchmark/demo can
+rebuild the model from the directory alone.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import orbax.checkpoint as ocp
+
+
+class Checkpoints:
+    """Latest-N and best-1 checkpoint managers for one work directory."""
+
+    def __init__(self, workdir: str, keep: int = 3) -> None:
+        root = os.path.abspath(os.path.join(workdir, "checkpoints"))
+        item_names = ("state", "data")
+        self.latest = ocp.CheckpointManager(
+            os.path.join(root, "latest"),
+            item_names=item_names,
+            options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
+        )
+        self.best = ocp.CheckpointManager(
+            os.path.join(root, "best"),
+            item_names=item_names,
+            options=ocp.CheckpointManagerOptions(
+                max_to_keep=1, create=True, best_fn=lambda m: m["score"], best_mode="min"
+            ),
+        )
+
+    def latest_step(self) -> int | None:
+        return self.latest.latest_step()
+
+    def save(self, step: int, state: Any, data_state: dict[str, Any] | None) -> None:
+        self.latest.save(step, args=self._args(state, data_state))
+
+    def save_best(self, step: int, state: Any, score: float) -> bool:
+        """Saves when `score` beats the best so far; returns whether it did."""
+        self.best.wait_until_finished()  # metrics of an async save are readable only after it
+        best_step = self.best.best_step()
+        if best_step is not None:
+            best_metrics = self.best.metrics(best_step)
+            if best_metrics is not None and score >= best_metrics["score"]:
+                return False
+        self.best.save(step, args=self._args(state, None), metrics={"score": float(score)})
+        return True
+
+    def restore(self, abstract_state: Any, step: int | None = None, best: bool = False
+                ) -> tuple[Any, dict[str, Any] | None]:
+        """Restores (state, data_state) from the given or newest step of `latest` (or `best`)."""
+        manager = self.best if best else self.latest
+        step = (manager.best_step() if best else manager.latest_step()) if step is None else step
+        if step is None:
+            kind = "best" if best else "latest"
+            raise FileNotFoundError(f"no {kind} checkpoint in {manager.directory}")
+        restored = manager.restore(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()
+            ),
+        )
+        data_state = restored["data"] or None
+        return restored["state"], data_state
+
+    def wait(self) -> None:
+        self.latest.wait_until_finished()
+        self.best.wait_until_finished()
+
+    def close(self) -> None:
+        self.latest.close()
+        self.best.close()
+
+    @staticmethod
+    def _args(state: Any, data_state: dict[str, Any] | None) -> ocp.args.Composite:
+        return ocp.args.Composite(
+            state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state or {})
+        )
