@@ -1,0 +1,107 @@
+"""Typed, frozen configuration of the network and its losses (hashable: safe as static args).
+
+`experiments/` converts its ml_collections configs into these once; the library never reads
+config files or flags.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+Variant = Literal["single_frame", "B", "B+D", "B+D+MF", "B+D+MF+FS", "B+D+MF+FO", "B+D+MF+FO+HO"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Network configuration. Defaults reproduce the official multi-frame H2ONet.
+
+    Attributes:
+      num_frames: 3 for the multi-frame model (frames t, t-k, t-2k), 1 for single-frame ones.
+      dual_branch: orientation from its own encoder (dense_stack3) on sg(F_I) (True, "D") or from
+        the mesh encoder's bottleneck alone (False, the baseline "B").
+      mesh_fusion: how the current frame's mesh uses the other frames: "none" (single frame),
+        "concat" (Table 5 row iii: offset head on concat of the three frames' features),
+        "occlusion" (Eq. 2-4, FO), "select_gt" (row iv FS: output the canonical mesh of the frame
+        whose ground-truth labels show the fewest occluded fingers).
+      orientation_fusion: the hand-level enquiry and offset rotation of Eq. 5-7 (HO).
+      width_divisor: divides every channel count of the encoder, decoder and heads (1 = the
+        paper's network; 8 or 16 give tiny models for tests and CPU runs).
+      dtype: compute dtype of convolutions and dense layers ("float32" or "bfloat16"); params,
+        batch statistics and outputs stay float32.
+      occ_fusion_score, occ_joint_groups, offset_input, occ_heads, delta_r_scope, mf_joint_grad:
+        the switches of architecture.md C.13 (official values by default).
+      hand_reading: Eq. 5 reading ("A" official: usable unless all fingers occluded).
+    """
+
+    num_frames: int = 3
+    dual_branch: bool = True
+    mesh_fusion: Literal["none", "concat", "occlusion", "select_gt"] = "occlusion"
+    orientation_fusion: bool = True
+    width_divisor: int = 1
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    occ_fusion_score: Literal["visible_prob", "occluded_prob", "visible_logit"] = "visible_prob"
+    occ_joint_groups: Literal["official", "anatomical"] = "official"
+    offset_input: Literal["concat", "fused"] = "concat"
+    occ_heads: Literal[5, 6] = 6
+    delta_r_scope: Literal["frame0_vertices", "all"] = "frame0_vertices"
+    mf_joint_grad: bool = False
+    hand_reading: Literal["A", "B"] = "A"
+
+    def __post_init__(self) -> None:
+        if self.num_frames not in (1, 3):
+            raise ValueError(f"num_frames must be 1 or 3, got {self.num_frames}")
+        if self.num_frames == 1 and (self.mesh_fusion != "none" or self.orientation_fusion):
+            raise ValueError("a single-frame model needs mesh_fusion='none' and orientation_fusion=False")
+        if self.num_frames == 3 and self.mesh_fusion == "none":
+            raise ValueError("a three-frame model needs a mesh_fusion other than 'none'")
+        if 128 % self.width_divisor or 24 % self.width_divisor:
+            raise ValueError(f"width_divisor must divide 128 and 24 (1, 2, 4, 8), got {self.width_divisor}")
+
+    @property
+    def multi_frame(self) -> bool:
+        return self.num_frames > 1
+
+    @property
+    def uses_occlusion_classifier(self) -> bool:
+        return self.mesh_fusion == "occlusion" or self.orientation_fusion
+
+
+VARIANTS: dict[str, dict] = {
+    # The paper's dagger model == Table 5 row ii (dual branch, one frame).
+    "single_frame": dict(num_frames=1, mesh_fusion="none", orientation_fusion=False),
+    "B": dict(num_frames=1, dual_branch=False, mesh_fusion="none", orientation_fusion=False),
+    "B+D": dict(num_frames=1, mesh_fusion="none", orientation_fusion=False),
+    "B+D+MF": dict(mesh_fusion="concat", orientation_fusion=False),
+    "B+D+MF+FS": dict(mesh_fusion="select_gt", orientation_fusion=False),
+    "B+D+MF+FO": dict(mesh_fusion="occlusion", orientation_fusion=False),
+    "B+D+MF+FO+HO": dict(mesh_fusion="occlusion", orientation_fusion=True),
+}
+
+
+def model_config_for(variant: str, **overrides) -> ModelConfig:
+    """The ModelConfig of a named variant (see VARIANTS), with field overrides."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown model variant {variant!r}; choose one of {sorted(VARIANTS)}")
+    return ModelConfig(**{**VARIANTS[variant], **overrides})
+
+
+@dataclasses.dataclass(frozen=True)
+class LossConfig:
+    """Loss weights and switches (architecture.md 12 and C.7; official values by default).
+
+    Attributes:
+      stage: 1 (mesh branch, classifier, offset head; no rotated terms) or 2 (all terms).
+      normal_weight: weight of the normal-vector loss (0.1).
+      rotated_shape_losses: stage 2 also applies normal/edge losses to the rotated mesh.
+      frame_reduction: "mean" over the B*T rows (official) or "sum" over frames (paper).
+    """
+
+    stage: Literal[1, 2] = 1
+    normal_weight: float = 0.1
+    rotated_shape_losses: bool = True
+    frame_reduction: Literal["mean", "sum"] = "mean"
+
+    def __post_init__(self) -> None:
+        if self.stage not in (1, 2):
+            raise ValueError(f"stage must be 1 or 2, got {self.stage}")

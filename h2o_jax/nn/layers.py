@@ -1,0 +1,176 @@
+"""Building blocks of the DenseStack encoder (architecture.md section 3), NHWC.
+
+Parameter names follow the official PyTorch state dict: a PyTorch `Sequential` index `X.i`
+becomes the Flax name `X_i`; `conv_layer`'s `.0` / `.1` become `conv` / `bn`; `linear_layer`'s
+become `linear` / `bn` (see h2o_jax/nn/__init__.py for the full correspondence).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+# PyTorch's default Conv/Linear init: kaiming_uniform(a=sqrt(5)) == U(+-1/sqrt(fan_in)).
+torch_default_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+# Kaiming-uniform with ReLU gain, used by the official rot_reg, OccPredNet and OffsetPredNet.
+kaiming_relu_init = nn.initializers.variance_scaling(2.0, "fan_in", "uniform")
+
+
+def batch_norm(train: bool, name: str) -> nn.BatchNorm:
+    """BatchNorm with PyTorch's defaults (momentum 0.1 == flax 0.9, eps 1e-5)."""
+    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, name=name)
+
+
+def relu4(x: jax.Array) -> jax.Array:
+    """The official linear_layer activation: Hardtanh(0, 4), i.e. clip(x, 0, 4)."""
+    return jnp.clip(x, 0.0, 4.0)
+
+
+class ConvBN(nn.Module):
+    """conv_layer: Conv (no bias, symmetric padding) -> BatchNorm -> optional ReLU."""
+
+    features: int
+    kernel_size: int = 1
+    stride: int = 1
+    groups: int = 1
+    relu: bool = True
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        pad = self.kernel_size // 2
+        x = nn.Conv(self.features, (self.kernel_size,) * 2, strides=self.stride,
+                    padding=((pad, pad), (pad, pad)), feature_group_count=self.groups,
+                    use_bias=False, kernel_init=torch_default_init, dtype=self.dtype, name="conv")(x)
+        x = batch_norm(train, "bn")(x.astype(jnp.float32))
+        return nn.relu(x) if self.relu else x
+
+
+class LinearBN(nn.Module):
+    """linear_layer: Dense (no bias) -> BatchNorm1d -> optional clip(0, 4)."""
+
+    features: int
+    relu: bool = True
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        x = nn.Dense(self.features, use_bias=False, kernel_init=torch_default_init,
+                     dtype=self.dtype, name="linear")(x)
+        x = batch_norm(train, "bn")(x.astype(jnp.float32))
+        return relu4(x) if self.relu else x
+
+
+class MobileUnit(nn.Module):
+    """Depthwise 3x3 conv(s) + pointwise 1x1; residual (after the ReLU) iff cin == cout."""
+
+    features: int
+    num3x3: int = 1
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        channels = x.shape[-1]
+        y = x
+        for i in range(self.num3x3):
+            y = ConvBN(channels, 3, groups=channels, dtype=self.dtype, name=f"conv3x3_{i}")(y, train)
+        y = ConvBN(self.features, 1, dtype=self.dtype, name="conv1x1")(y, train)
+        return y + x if channels == self.features else y
+
+
+class SEBlock(nn.Module):
+    """Squeeze-and-excitation: x * sigmoid(fc2(fc1(mean_hw(x)))), hidden = min(C/2, max_hidden)."""
+
+    max_hidden: int = 256
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        channels = x.shape[-1]
+        s = jnp.mean(x, axis=(1, 2))
+        s = LinearBN(min(channels // 2, self.max_hidden), dtype=self.dtype, name="fc1")(s, train)
+        s = LinearBN(channels, relu=False, dtype=self.dtype, name="fc2")(s, train)
+        return x * jax.nn.sigmoid(s)[:, None, None, :]
+
+
+class DenseBlock(nn.Module):
+    """Dense concatenation of mobile units (architecture.md 3.5).
+
+    kind "dense2": units c -> c/2 twice, out [x, u1, u2] (2c). kind "dense4": four units
+    -> c/4, out [x, u1..u4] (2c). kind "no_expand": units c -> 3c/4 then -> c/4, out [u1, u2] (c).
+    """
+
+    kind: str
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        c = x.shape[-1]
+        widths = {"dense2": (c // 2, c // 2), "dense4": (c // 4,) * 4, "no_expand": (3 * c // 4, c // 4)}[self.kind]
+        parts = [x]
+        for i, width in enumerate(widths):
+            parts.append(MobileUnit(width, dtype=self.dtype, name=f"conv{i + 1}")(
+                jnp.concatenate(parts, axis=-1), train))
+        return jnp.concatenate(parts[1:] if self.kind == "no_expand" else parts, axis=-1)
+
+
+def avg_pool2(x: jax.Array) -> jax.Array:
+    return nn.avg_pool(x, (2, 2), strides=(2, 2))
+
+
+def upsample_nearest2(x: jax.Array) -> jax.Array:
+    return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+
+
+def _align_corners_matrix(size_in: int, size_out: int) -> np.ndarray:
+    """[size_out, size_in] linear interpolation sampling o * (size_in - 1) / (size_out - 1)."""
+    position = np.arange(size_out) * (size_in - 1) / max(size_out - 1, 1)
+    lower = np.clip(np.floor(position).astype(int), 0, size_in - 2) if size_in > 1 else np.zeros(size_out, int)
+    frac = position - lower
+    matrix = np.zeros((size_out, size_in), np.float32)
+    matrix[np.arange(size_out), lower] += 1.0 - frac
+    if size_in > 1:
+        matrix[np.arange(size_out), lower + 1] += frac
+    return matrix
+
+
+def upsample_bilinear2_align_corners(x: jax.Array) -> jax.Array:
+    """Bilinear x2 with align_corners=True (PyTorch semantics): [N, H, W, C] -> [N, 2H, 2W, C]."""
+    _, height, width, _ = x.shape
+    rows = jnp.asarray(_align_corners_matrix(height, 2 * height), x.dtype)
+    cols = jnp.asarray(_align_corners_matrix(width, 2 * width), x.dtype)
+    return jnp.einsum("oh,nhwc,pw->nopc", rows, x, cols)
+
+
+def reorg(x: jax.Array) -> jax.Array:
+    """Space-to-depth x2 in PyTorch pixel_unshuffle channel order: out channel c*4 + 2*dy + dx."""
+    n, h, w, c = x.shape
+    x = x.reshape(n, h // 2, 2, w // 2, 2, c)
+    return x.transpose(0, 1, 3, 5, 2, 4).reshape(n, h // 2, w // 2, 4 * c)
+
+
+def grid_sample_align_corners(feature_map: jax.Array, uv: jax.Array) -> jax.Array:
+    """Bilinear sampling of `feature_map` [N, S, S, C] at normalised points uv [N, J, 2].
+
+    Matches the official `grid_sample(..., align_corners=True)` after its clamp: the grid is
+    g = clip(2 uv - 1, -1, 1), uv[..., 0] indexes width (x), uv[..., 1] height (y), and
+    pixel = (g + 1) / 2 * (S - 1). Returns [N, J, C].
+    """
+    n, height, width, _ = feature_map.shape
+    g = jnp.clip(2.0 * uv - 1.0, -1.0, 1.0)
+    px = (g[..., 0] + 1.0) / 2.0 * (width - 1)
+    py = (g[..., 1] + 1.0) / 2.0 * (height - 1)
+    x0 = jnp.clip(jnp.floor(px), 0, width - 2).astype(jnp.int32)
+    y0 = jnp.clip(jnp.floor(py), 0, height - 2).astype(jnp.int32)
+    fx, fy = (px - x0)[..., None], (py - y0)[..., None]
+    batch = jnp.arange(n)[:, None]
+
+    def at(yy, xx):
+        return feature_map[batch, yy, xx]
+
+    return ((1 - fy) * ((1 - fx) * at(y0, x0) + fx * at(y0, x0 + 1))
+            + fy * ((1 - fx) * at(y0 + 1, x0) + fx * at(y0 + 1, x0 + 1)))
