@@ -1,0 +1,249 @@
+"""The H2ONet model: parameter counts, outputs of every variant, gradients, the enquiry
+inside the model, streaming == three-frame forward, and a tiny model that overfits."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from h2o_jax.config import LossConfig, ModelConfig, VARIANTS, model_config_for
+from h2o_jax.losses import h2onet_loss
+from h2o_jax.nn import H2ONet
+from h2o_jax.nn.streaming import init_stream, stream_step
+from h2o_jax.ops import rot6d_to_rotmat
+from topology_helpers import REFERENCE_DIR, has_reference, official_topology, random_topology
+
+TINY = dict(width_divisor=8)
+IMAGE = 128
+
+
+@functools.cache
+def topology():
+    return random_topology()
+
+
+@functools.cache
+def _init_variables(config, batch, seed):
+    model = H2ONet(topology(), config)
+    images = jnp.zeros((batch, config.num_frames, IMAGE, IMAGE, 3))
+    occ_labels = jnp.zeros((batch, config.num_frames, 6), jnp.int32)
+    # The rbg key compiles far faster than threefry for the ~600 initialisers (test speed only).
+    key = jax.random.key(seed, impl="unsafe_rbg")
+    return jax.jit(lambda k: model.init(k, images, train=True, occ_labels=occ_labels))(key)
+
+
+def init_model(config, batch=2, seed=0):
+    return H2ONet(topology(), config), _init_variables(config, batch, seed)
+
+
+def random_images(rng, batch, frames):
+    return jnp.asarray(rng.random((batch, frames, IMAGE, IMAGE, 3)), jnp.float32)
+
+
+@pytest.mark.skipif(not has_reference(), reason="official hierarchy (../shared/reference) not beside this checkout")
+@pytest.mark.parametrize("variant,official_total", [("single_frame", 26_428_472), ("B+D+MF+FO+HO", 30_470_061)])
+def test_full_size_parameter_counts_match_the_official_networks(variant, official_total):
+    """architecture.md 9.1 / C.6 totals, minus dense_stack1.senet3 (built, never executed)."""
+    model = H2ONet(official_topology(), model_config_for(variant))
+    frames = model.config.num_frames
+    shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((2, frames, IMAGE, IMAGE, 3)), train=True))
+    count = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes["params"]))
+    assert count == official_total - 526_848
+    batch_stat_values = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes["batch_stats"]))
+    assert batch_stat_values == official_running_stat_values(variant)
+
+
+def official_running_stat_values(variant):
+    """Running mean/var values in the official state dict (reference TSV), without the
+    never-executed dense_stack1.senet3 and the finger_cls_layer alias of head 4."""
+    name = "official_sf_params.tsv" if variant == "single_frame" else "official_mf_params.tsv"
+    total = 0
+    for line in (REFERENCE_DIR / name).read_text().splitlines():
+        key, shape, _ = line.split("\t")
+        if key.endswith(("running_mean", "running_var")) and "stack1.senet3" not in key \
+                and "finger_cls_layer." not in key:
+            total += int(np.prod([int(d) for d in shape.split("x")]))
+    return total
+
+
+EXPECTED_KEYS = {
+    "single_frame": {"uv", "verts_c_m", "joints_c_m", "rot_mat", "verts_r_m", "joints_r_m"},
+    "B": {"uv", "verts_c_m", "joints_c_m", "rot_mat", "verts_r_m", "joints_r_m"},
+    "B+D": {"uv", "verts_c_m", "joints_c_m", "rot_mat", "verts_r_m", "joints_r_m"},
+    "B+D+MF": {"uv", "verts_c_m", "joints_c_m", "rot_mat", "verts_r_m", "joints_r_m"},
+    "B+D+MF+FS": {"uv", "verts_c_m", "joints_c_m", "rot_mat", "verts_r_m", "joints_r_m"},
+    "B+D+MF+FO": {"uv", "verts_c_m", "joints_c_m", "rot_mat", "verts_r_m", "joints_r_m", "occ_logits"},
+    "B+D+MF+FO+HO": {"uv", "verts_c_m", "joints_c_m", "rot_mat", "verts_r_m", "joints_r_m", "occ_logits",
+                     "delta_rot_mat", "hand_usable"},
+}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_variant_outputs_and_gradients(variant):
+    config = model_config_for(variant, **TINY)
+    model, variables = init_model(config)
+    rng = np.random.default_rng(1)
+    frames = config.num_frames
+    images = random_images(rng, 2, frames)
+    occ_labels = jnp.asarray(rng.integers(0, 2, (2, frames, 6)), jnp.int32)
+    num_vertices = topology().num_vertices
+
+    def loss_fn(params):
+        outputs, _ = model.apply({**variables, "params": params}, images, train=True,
+                                 occ_labels=occ_labels, mutable=["batch_stats"])
+        return sum(jnp.mean(jnp.abs(v)) for k, v in outputs.items() if k != "hand_usable"), outputs
+
+    (loss, outputs), grads = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(variables["params"])
+    assert set(outputs) == EXPECTED_KEYS[variant] if variant != "single_frame" else set(outputs) == EXPECTED_KEYS["B"]
+    assert outputs["verts_c_m"].shape == (2, frames, num_vertices, 3)
+    assert outputs["joints_r_m"].shape == (2, frames, 21, 3)
+    assert outputs["uv"].shape == (2, frames, 21, 2)
+    assert outputs["rot_mat"].shape == (2, frames, 3, 3)
+    if "occ_logits" in outputs:
+        assert outputs["occ_logits"].shape == (2, frames, 6, 2)
+    assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(outputs))
+    grad_leaves = jax.tree.leaves(grads)
+    assert all(np.isfinite(np.asarray(g)).all() for g in grad_leaves)
+    assert np.isfinite(float(loss))
+    # Inference computes frame 0 only.
+    inference = jax.jit(lambda v, x: model.apply(v, x, occ_labels=occ_labels))(variables, images)
+    assert inference["verts_c_m"].shape == (2, 1, num_vertices, 3)
+    np.testing.assert_allclose(np.linalg.det(np.asarray(inference["rot_mat"])), 1.0, atol=1e-4)
+
+
+def test_rotation_is_applied_about_the_root_joint():
+    config = model_config_for("B+D+MF+FO+HO", **TINY)
+    model, variables = init_model(config)
+    out = model.apply(variables, random_images(np.random.default_rng(2), 2, 3), all_frames=True)
+    root = np.asarray(out["joints_c_m"])[:, :, 0]
+    verts_c, verts_r = np.asarray(out["verts_c_m"], np.float64), np.asarray(out["verts_r_m"], np.float64)
+    rot = np.asarray(out["rot_mat"], np.float64)
+    full = rot.copy()
+    full[:, 0] = np.asarray(out["delta_rot_mat"]) @ rot[:, 0]  # Delta R R on frame 0 (official)
+    expected = np.einsum("btij,btvj->btvi", full, verts_c - root[:, :, None]) + root[:, :, None]
+    np.testing.assert_allclose(verts_r, expected, atol=1e-5)
+    joints_expected = np.einsum("btij,btvj->btvi", rot, np.asarray(out["joints_c_m"]) - root[:, :, None]) + root[:, :, None]
+    np.testing.assert_allclose(out["joints_r_m"], joints_expected, atol=1e-5)
+    np.testing.assert_allclose(out["joints_c_m"], np.einsum("jv,btvk->btjk", variables["params"]["mano_joint_reg"], verts_c), atol=1e-5)
+
+
+def hand_logits(occluded_frames):
+    """[1, 3, 6, 2] logits: all five fingers occluded in the listed frames, visible elsewhere."""
+    logits = np.tile(np.array([2.0, -2.0], np.float32), (1, 3, 6, 1))
+    for t in occluded_frames:
+        logits[0, t, :5] = [-2.0, 2.0]
+    return jnp.asarray(logits)
+
+
+@pytest.mark.parametrize("occluded,selected", [((), 0), ((0,), 1), ((0, 1), 2), ((0, 2), 1), ((0, 1, 2), 0), ((1, 2), 0)])
+def test_enquiry_inside_the_model_picks_the_right_frame(occluded, selected):
+    config = model_config_for("B+D+MF+FO+HO", **TINY)
+    model, variables = init_model(config, batch=1)
+    rng = np.random.default_rng(3)
+    params = variables["params"]
+    dim = 1024 // 8
+    frames = {
+        "uv": jnp.asarray(rng.random((1, 3, 21, 2)), jnp.float32),
+        "d3": jnp.asarray(rng.normal(size=(1, 3, topology().num_vertices, 32 // 8)), jnp.float32),
+        "rot_features": jnp.asarray(rng.random((1, 3, dim)) * 3, jnp.float32),
+        "occ_logits": hand_logits(occluded),
+    }
+    out = model.apply(variables, frames, method=H2ONet.fuse)
+    g = frames["rot_features"]
+    expected_6d = model.apply({"params": params}, g[:, 0], g[:, selected],
+                              method=lambda m, a, b: m.rot_reg.offset_6d(a, b))
+    np.testing.assert_allclose(out["delta_rot_mat"], rot6d_to_rotmat(expected_6d), atol=1e-6)
+    wrong = [t for t in range(3) if t != selected and not np.allclose(g[:, t], g[:, selected])]
+    for t in wrong:
+        other = model.apply({"params": params}, g[:, 0], g[:, t], method=lambda m, a, b: m.rot_reg.offset_6d(a, b))
+        assert not np.allclose(rot6d_to_rotmat(other), out["delta_rot_mat"], atol=1e-4)
+
+
+@pytest.mark.parametrize("frame_gap", [1, 2])
+def test_streaming_equals_three_frame_forward(frame_gap):
+    config = model_config_for("B+D+MF+FO+HO", **TINY)
+    model, variables = init_model(config, batch=2)
+    rng = np.random.default_rng(4)
+    num_steps = 2 * frame_gap + 3
+    video = random_images(rng, 2, num_steps)  # [B, time, H, W, 3]
+    state = init_stream(model, variables, batch_size=2, frame_gap=frame_gap)
+    step = jax.jit(lambda s, x: stream_step(model, variables, s, x))
+    forward = jax.jit(lambda x: model.apply(variables, x))
+    for t in range(num_steps):
+        outputs, state = step(state, video[:, t])
+        short, long = (t // 2, t) if t < 2 * frame_gap else (frame_gap, 2 * frame_gap)
+        triplet = video[:, jnp.array([t, t - short, t - long])]
+        expected = forward(triplet)
+        assert set(outputs) == set(expected)
+        for key in expected:
+            np.testing.assert_allclose(outputs[key], expected[key], rtol=1e-5, atol=1e-5, err_msg=f"{key} at t={t}")
+
+
+def make_targets(rng, num_samples, frames):
+    """Learnable targets: a fixed random mesh per sample, its joints and a random rotation."""
+    topo = topology()
+    verts_c = topo.template_vertices_m[None, None] + rng.normal(size=(num_samples, 1, topo.num_vertices, 3)) * 0.01
+    verts_c = np.repeat(verts_c, frames, axis=1).astype(np.float32)
+    joints_c = np.einsum("jv,btvk->btjk", topo.joint_regressor, verts_c)
+    rot = np.asarray(rot6d_to_rotmat(rng.normal(size=(num_samples, frames, 6))))
+    root = joints_c[:, :, :1]
+    return {
+        "verts_c_m": verts_c, "joints_c_m": joints_c,
+        "verts_r_m": np.einsum("btij,btvj->btvi", rot, verts_c - root) + root,
+        "joints_r_m": np.einsum("btij,btvj->btvi", rot, joints_c - root) + root,
+        "rot_mat": rot.astype(np.float32),
+        "joints_img": rng.random((num_samples, frames, 21, 2)).astype(np.float32),
+        "occ_labels": rng.integers(0, 2, (num_samples, frames, 6)).astype(np.int32),
+        "occ_label_mask": np.ones((num_samples, frames), np.float32),
+        "mask": np.ones(num_samples, np.float32),
+    }
+
+
+def test_tiny_model_overfits_eight_samples():
+    config = model_config_for("B+D+MF+FO+HO", width_divisor=8)
+    model, variables = init_model(config, batch=8, seed=5)
+    rng = np.random.default_rng(5)
+    images = random_images(rng, 8, 3)
+    batch = jax.tree.map(jnp.asarray, make_targets(rng, 8, 3))
+    faces = topology().faces
+    loss_config = LossConfig(stage=2)
+    optimizer = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(3e-3))
+
+    def loss_fn(params, batch_stats):
+        outputs, updates = model.apply({"params": params, "batch_stats": batch_stats}, images, train=True,
+                                       mutable=["batch_stats"])
+        return h2onet_loss(outputs, batch, faces, loss_config, multi_frame=True)["total"], updates["batch_stats"]
+
+    @jax.jit
+    def step(params, batch_stats, opt_state):
+        (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch_stats)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), batch_stats, opt_state, loss
+
+    params, batch_stats = variables["params"], variables["batch_stats"]
+    opt_state = optimizer.init(params)
+    losses = []
+    for _ in range(160):
+        params, batch_stats, opt_state, loss = step(params, batch_stats, opt_state)
+        losses.append(float(loss))
+    assert np.isfinite(losses).all()
+    assert losses[-1] < losses[0] / 10, (losses[0], losses[-1])
+
+
+def test_bad_images_shape_is_named():
+    config = model_config_for("B+D+MF+FO+HO", **TINY)
+    model = H2ONet(topology(), config)
+    with pytest.raises(ValueError, match="images must have shape"):
+        model.init(jax.random.key(0), jnp.zeros((2, 128, 128, 3)))
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="single-frame"):
+        ModelConfig(num_frames=1)
+    with pytest.raises(ValueError, match="width_divisor"):
+        ModelConfig(width_divisor=3)
+    with pytest.raises(ValueError, match="unknown model variant"):
+        model_config_for("nope")
