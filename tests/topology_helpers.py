@@ -7,46 +7,11 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse
 
+from h2o_jax.hand.random_topology import random_topology  # noqa: F401  (re-exported for tests)
 from h2o_jax.hand.topology import MeshTopology
 from h2o_jax.ops import resample_table_from_sparse
 
 REFERENCE_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
-
-
-def random_topology(level_counts=(48, 24, 12, 6, 3), seed: int = 0) -> MeshTopology:
-    """Valid-but-random tables: spirals start at their vertex, up rows are convex weights of 3
-    coarse vertices, faces are distinct vertex triples. Geometry is meaningless; the network
-    does not care, which is what shape/gradient/streaming/overfit tests need."""
-    rng = np.random.default_rng(seed)
-    v0 = level_counts[0]
-    spirals, ups, downs, faces = [], [], [], []
-    for level, count in enumerate(level_counts):
-        faces.append(np.stack([rng.choice(count, 3, replace=False) for _ in range(2 * count)]).astype(np.int32))
-        if level + 1 < len(level_counts):
-            coarse = level_counts[level + 1]
-            spiral = rng.integers(0, count, size=(count, 9)).astype(np.int32)
-            spiral[:, 0] = np.arange(count)
-            spirals.append(spiral)
-            up_idx = np.stack([rng.choice(coarse, 3, replace=False) for _ in range(count)]).astype(np.int32)
-            up_w = rng.dirichlet(np.ones(3), size=count).astype(np.float32)
-            ups.append((up_idx, up_w))
-            downs.append((np.sort(rng.choice(count, coarse, replace=False))[:, None].astype(np.int32),
-                          np.ones((coarse, 1), np.float32)))
-    regressor = rng.random((21, v0)).astype(np.float32)
-    regressor /= regressor.sum(1, keepdims=True)
-    return MeshTopology(
-        template_vertices_m=(rng.normal(size=(v0, 3)) * 0.03).astype(np.float32),
-        faces=faces[0],
-        vertex_part=np.arange(v0, dtype=np.int32) % 6,
-        fingertip_vertices=np.arange(5, dtype=np.int32),
-        joint_regressor=regressor,
-        level_faces=tuple(faces),
-        down_indices=tuple(d[0] for d in downs),
-        down_weights=tuple(d[1] for d in downs),
-        up_indices=tuple(u[0] for u in ups),
-        up_weights=tuple(u[1] for u in ups),
-        spirals=tuple(spirals),
-    )
 
 
 def official_topology() -> MeshTopology:

@@ -22,7 +22,7 @@ IMAGE = 128
 
 @functools.cache
 def topology():
-    return random_topology()
+    return random_topology((48, 24, 12, 6, 3))
 
 
 @functools.cache
