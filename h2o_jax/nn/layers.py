@@ -22,7 +22,10 @@ kaiming_relu_init = nn.initializers.variance_scaling(2.0, "fan_in", "uniform")
 
 def batch_norm(train: bool, name: str) -> nn.BatchNorm:
     """BatchNorm with PyTorch's defaults (momentum 0.1 == flax 0.9, eps 1e-5)."""
-    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, name=name)
+    # Two-pass variance: the one-pass E[x^2] - E[x]^2 loses digits to cancellation and then
+    # depends on the summation order (e.g. how a batch is sharded over devices).
+    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                        use_fast_variance=False, name=name)
 
 
 def relu4(x: jax.Array) -> jax.Array:

@@ -96,7 +96,12 @@ def test_variant_outputs_and_gradients(variant):
                                  occ_labels=occ_labels, mutable=["batch_stats"])
         return sum(jnp.mean(jnp.abs(v)) for k, v in outputs.items() if k != "hand_usable"), outputs
 
-    (loss, outputs), grads = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(variables["params"])
+    @jax.jit  # one compile per variant: train-mode gradients and the inference forward
+    def run(variables):
+        value_and_grads = jax.value_and_grad(loss_fn, has_aux=True)(variables["params"])
+        return value_and_grads, model.apply(variables, images, occ_labels=occ_labels)
+
+    ((loss, outputs), grads), inference = run(variables)
     assert set(outputs) == EXPECTED_KEYS[variant] if variant != "single_frame" else set(outputs) == EXPECTED_KEYS["B"]
     assert outputs["verts_c_m"].shape == (2, frames, num_vertices, 3)
     assert outputs["joints_r_m"].shape == (2, frames, 21, 3)
@@ -109,7 +114,6 @@ def test_variant_outputs_and_gradients(variant):
     assert all(np.isfinite(np.asarray(g)).all() for g in grad_leaves)
     assert np.isfinite(float(loss))
     # Inference computes frame 0 only.
-    inference = jax.jit(lambda v, x: model.apply(v, x, occ_labels=occ_labels))(variables, images)
     assert inference["verts_c_m"].shape == (2, 1, num_vertices, 3)
     np.testing.assert_allclose(np.linalg.det(np.asarray(inference["rot_mat"])), 1.0, atol=1e-4)
 
@@ -226,7 +230,7 @@ def test_tiny_model_overfits_eight_samples():
     params, batch_stats = variables["params"], variables["batch_stats"]
     opt_state = optimizer.init(params)
     losses = []
-    for _ in range(160):
+    for _ in range(220):
         params, batch_stats, opt_state, loss = step(params, batch_stats, opt_state)
         losses.append(float(loss))
     assert np.isfinite(losses).all()
