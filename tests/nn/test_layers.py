@@ -1,0 +1,110 @@
+"""Building blocks against numpy references built from the modules' own params."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from h2o_jax.nn.decoder import SpiralConv
+from h2o_jax.nn.layers import (
+    DepthwiseConv3x3,
+    grid_sample_align_corners,
+    reorg,
+    upsample_bilinear2_align_corners,
+    upsample_nearest2,
+)
+
+
+def test_reorg_is_pixel_unshuffle():
+    x = np.random.default_rng(0).normal(size=(2, 6, 4, 3)).astype(np.float32)
+    out = np.asarray(jax.jit(reorg)(x))
+    # out[b, i, j, 4c + 2dy + dx] = in[b, 2i + dy, 2j + dx, c]  (architecture.md 3.6, NHWC)
+    for c in range(3):
+        for dy in range(2):
+            for dx in range(2):
+                np.testing.assert_array_equal(out[..., 4 * c + 2 * dy + dx], x[:, dy::2, dx::2, c])
+
+
+def numpy_bilinear_align_corners(x, out_h, out_w):
+    n, h, w, c = x.shape
+    out = np.zeros((n, out_h, out_w, c))
+    for oy in range(out_h):
+        for ox in range(out_w):
+            sy, sx = oy * (h - 1) / (out_h - 1), ox * (w - 1) / (out_w - 1)
+            y0, x0 = min(int(np.floor(sy)), h - 2), min(int(np.floor(sx)), w - 2)
+            fy, fx = sy - y0, sx - x0
+            out[:, oy, ox] = ((1 - fy) * (1 - fx) * x[:, y0, x0] + (1 - fy) * fx * x[:, y0, x0 + 1]
+                              + fy * (1 - fx) * x[:, y0 + 1, x0] + fy * fx * x[:, y0 + 1, x0 + 1])
+    return out
+
+
+def test_bilinear_upsample_align_corners():
+    x = np.random.default_rng(1).normal(size=(2, 5, 4, 3))
+    got = jax.jit(upsample_bilinear2_align_corners)(x.astype(np.float32))
+    np.testing.assert_allclose(got, numpy_bilinear_align_corners(x, 10, 8), rtol=1e-5, atol=1e-5)
+    # Corners are copied exactly (align_corners=True).
+    np.testing.assert_allclose(np.asarray(got)[:, [0, -1]][:, :, [0, -1]], x[:, [0, -1]][:, :, [0, -1]], atol=1e-6)
+
+
+def test_nearest_upsample():
+    x = np.arange(8.0).reshape(1, 2, 2, 2)
+    np.testing.assert_array_equal(upsample_nearest2(x)[0, :, :, 0], [[0, 0, 2, 2], [0, 0, 2, 2], [4, 4, 6, 6], [4, 4, 6, 6]])
+
+
+def test_grid_sample_matches_bilinear_reference():
+    rng = np.random.default_rng(2)
+    feature_map = rng.normal(size=(2, 4, 4, 5))
+    uv = rng.uniform(-0.3, 1.3, size=(2, 21, 2))
+    got = jax.jit(grid_sample_align_corners)(feature_map.astype(np.float32), uv.astype(np.float32))
+    expected = np.zeros((2, 21, 5))
+    for b in range(2):
+        for j in range(21):
+            g = np.clip(2 * uv[b, j] - 1, -1, 1)
+            px, py = (g + 1) / 2 * 3  # x indexes width, y height
+            x0, y0 = min(int(np.floor(px)), 2), min(int(np.floor(py)), 2)
+            fx, fy = px - x0, py - y0
+            m = feature_map[b]
+            expected[b, j] = ((1 - fy) * ((1 - fx) * m[y0, x0] + fx * m[y0, x0 + 1])
+                              + fy * ((1 - fx) * m[y0 + 1, x0] + fx * m[y0 + 1, x0 + 1]))
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    grad = jax.grad(lambda u: jnp.sum(grid_sample_align_corners(jnp.asarray(feature_map, jnp.float32), u)))(
+        jnp.asarray(uv, jnp.float32))
+    assert np.isfinite(np.asarray(grad)).all()
+
+
+def test_depthwise_conv_equals_grouped_lax_conv():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(2, 7, 6, 4)).astype(np.float32)
+    module = DepthwiseConv3x3()
+    params = module.init(jax.random.key(0), x)
+    got = jax.jit(module.apply)(params, x)
+    kernel = params["params"]["kernel"]  # [3, 3, 1, C], the nn.Conv layout of a depthwise conv
+    expected = jax.lax.conv_general_dilated(
+        x, kernel, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        feature_group_count=4, precision=jax.lax.Precision.HIGHEST)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_spiral_conv_module_uses_its_params_neighbour_major():
+    rng = np.random.default_rng(4)
+    spirals = rng.integers(0, 10, size=(10, 4)).astype(np.int32)
+    spirals[:, 0] = np.arange(10)
+    x = rng.normal(size=(3, 10, 2)).astype(np.float32)
+    module = SpiralConv(5, spirals)
+    params = module.init(jax.random.key(1), x)
+    kernel = np.asarray(params["params"]["layer"]["kernel"], np.float64)
+    bias = np.asarray(params["params"]["layer"]["bias"], np.float64)
+    expected = np.stack([[np.concatenate([x[b, spirals[v, k]] for k in range(4)]) @ kernel + bias
+                          for v in range(10)] for b in range(3)])
+    np.testing.assert_allclose(module.apply(params, x), expected, rtol=1e-5, atol=1e-5)
+    assert kernel.shape == (8, 5)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_spiral_conv_init_is_xavier_uniform(seed):
+    spirals = np.tile(np.arange(9, dtype=np.int32), (30, 1)) % 30
+    params = SpiralConv(64, spirals).init(jax.random.key(seed), np.zeros((30, 16), np.float32))
+    kernel = np.asarray(params["params"]["layer"]["kernel"])
+    bound = np.sqrt(6.0 / (9 * 16 + 64))
+    assert np.abs(kernel).max() <= bound and np.abs(kernel).max() > 0.9 * bound
+    np.testing.assert_array_equal(params["params"]["layer"]["bias"], 0.0)
