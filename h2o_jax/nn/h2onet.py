@@ -35,8 +35,6 @@ from h2o_jax.nn.encoder import Backbone
 from h2o_jax.nn.orientation import RotationRegressor
 from h2o_jax.ops import enquire, hand_usable, occlusion_weighted_fusion, rot6d_to_rotmat
 
-PER_FRAME_KEYS = ("uv", "d3", "rot_features", "occ_logits")
-
 
 def _rotate_about_root(points: jax.Array, rotation: jax.Array, root: jax.Array) -> jax.Array:
     """R (p - r) + r with the stop-gradients of the official code: [..., P, 3], [..., 3, 3], [..., 3].

@@ -102,7 +102,7 @@ def test_variant_outputs_and_gradients(variant):
         return value_and_grads, model.apply(variables, images, occ_labels=occ_labels)
 
     ((loss, outputs), grads), inference = run(variables)
-    assert set(outputs) == EXPECTED_KEYS[variant] if variant != "single_frame" else set(outputs) == EXPECTED_KEYS["B"]
+    assert set(outputs) == EXPECTED_KEYS[variant]
     assert outputs["verts_c_m"].shape == (2, frames, num_vertices, 3)
     assert outputs["joints_r_m"].shape == (2, frames, 21, 3)
     assert outputs["uv"].shape == (2, frames, 21, 2)
