@@ -1,0 +1,115 @@
+"""The built-in procedural hand: mesh validity, proportions, shape space, skinning data, assets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from h2o_jax.hand import BUILTIN_HAND_PATH, BUILTIN_TOPOLOGY_PATH, builtin, builtin_topology
+from h2o_jax.hand.build_topology import write_builtin_assets
+from h2o_jax.hand.topology import load_topology
+
+
+@pytest.fixture(scope="module")
+def hand():
+    return builtin.builtin_mano_dict()
+
+
+def test_mesh_is_closed_consistently_oriented_and_outward(hand):
+    v, f = hand["v_template"], hand["f"].astype(np.int64)
+    assert 700 <= len(v) <= 1000
+    directed = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
+    as_set = set(map(tuple, directed.tolist()))
+    assert len(as_set) == len(directed), "a directed edge appears twice: inconsistent winding"
+    assert all((b, a) in as_set for a, b in as_set), "an edge lacks its twin: the mesh is open"
+    assert len(np.unique(f)) == len(v)
+    # Euler characteristic 2: one closed genus-0 surface.
+    assert len(v) - len(as_set) // 2 + len(f) == 2
+    signed_volume = np.einsum("ij,ij->i", v[f[:, 0]], np.cross(v[f[:, 1]], v[f[:, 2]])).sum() / 6
+    assert signed_volume > 1e-4  # > 100 cm^3 and positive: normals point outwards
+
+
+def test_adult_proportions_and_joint_tree(hand):
+    joints = hand["J_regressor"] @ hand["v_template"]
+    np.testing.assert_allclose(joints, hand["J"])
+    tips = hand["v_template"][hand["fingertip_vertices"]]
+    wrist, middle_mcp = joints[0], joints[4]
+    assert 0.080 <= np.linalg.norm(middle_mcp - wrist) <= 0.090  # palm 8-9 cm
+    assert 0.075 <= np.linalg.norm(tips[2] - middle_mcp) <= 0.085  # middle finger ~8 cm
+    # Each finger's chain runs from the palm outwards and ends at its own tip.
+    for finger, chain in enumerate(builtin.FINGER_CHAINS):
+        points = np.concatenate([joints[list(chain)], tips[finger][None]])
+        assert np.all(np.linalg.norm(np.diff(points, axis=0), axis=1) > 0.01)
+    parents = hand["kintree_table"][0].astype(np.int64)
+    assert parents[0] == 2**32 - 1 and tuple(parents[1:]) == builtin.MANO_PARENTS[1:]
+
+
+def test_skin_weights_and_parts(hand):
+    w = hand["weights"]
+    assert w.shape == (len(hand["v_template"]), 16) and w.min() >= 0
+    np.testing.assert_allclose(w.sum(1), 1.0, atol=1e-12)
+    part = hand["vertex_part"]
+    chains = builtin.FINGER_CHAINS
+    for finger in range(5):
+        members = part == finger
+        assert members.sum() >= 60
+        # A finger's vertices are skinned to the wrist or its own chain only.
+        others = [j for j in range(1, 16) if j not in chains[finger]]
+        assert np.abs(w[members][:, others]).max() == 0
+        assert part[hand["fingertip_vertices"][finger]] == finger
+
+
+def test_shapedirs_are_the_derivative_of_the_generator(hand):
+    rng = np.random.default_rng(0)
+    betas = rng.normal(size=builtin.NUM_SHAPE) * 0.02
+    exact = builtin.hand_vertices(builtin.proportions_for_shape(betas))
+    linear = hand["v_template"] + hand["shapedirs"] @ betas
+    assert np.abs(exact - linear).max() < 1e-6  # 1 micrometre at 2 % changes
+    scaled = builtin.hand_vertices(builtin.proportions_for_shape(np.eye(builtin.NUM_SHAPE)[0]))
+    joints = hand["J_regressor"] @ scaled
+    np.testing.assert_allclose(np.linalg.norm(joints[4] - joints[0]),
+                               1.05 * np.linalg.norm(hand["J"][4] - hand["J"][0]), rtol=1e-6)
+
+
+def test_flexion_axes_curl_fingers_towards_the_palm():
+    axes = builtin.flexion_axes()
+    np.testing.assert_allclose(np.linalg.norm(axes, axis=1), 1.0)
+    # The palm faces -y: the fingers' flexion axes are perpendicular to +y and to their direction.
+    for finger in range(1, 5):
+        axis = axes[builtin.FINGER_CHAINS[finger][0]]
+        assert abs(axis[1]) < 1e-12 and axis[2] < 0
+
+
+def _items(field):
+    return list(field) if isinstance(field, tuple) else [field]
+
+
+def test_shipped_assets_are_reproduced_by_the_generator(tmp_path):
+    hand_path, topology_path = write_builtin_assets(str(tmp_path))
+    with np.load(hand_path) as fresh, np.load(BUILTIN_HAND_PATH) as shipped:
+        assert sorted(fresh.files) == sorted(shipped.files)
+        for key in fresh.files:
+            if fresh[key].dtype.kind in "fc":
+                np.testing.assert_allclose(fresh[key], shipped[key], atol=1e-12, err_msg=key)
+            else:
+                np.testing.assert_array_equal(fresh[key], shipped[key], err_msg=key)
+    fresh_t, shipped_t = load_topology(topology_path), load_topology(BUILTIN_TOPOLOGY_PATH)
+    for name in ("faces", "vertex_part", "fingertip_vertices", "level_faces", "down_indices",
+                 "up_indices", "spirals"):
+        for a, b in zip(_items(getattr(fresh_t, name)), _items(getattr(shipped_t, name)), strict=True):
+            np.testing.assert_array_equal(a, b, err_msg=name)
+    for name in ("template_vertices_m", "joint_regressor", "up_weights"):
+        for a, b in zip(_items(getattr(fresh_t, name)), _items(getattr(shipped_t, name)), strict=True):
+            np.testing.assert_allclose(a, b, atol=1e-6, err_msg=name)
+
+
+def test_builtin_topology_levels_and_regressor():
+    topology = builtin_topology()
+    assert topology.level_num_vertices == (719, 360, 180, 90, 45)
+    joints = topology.joint_regressor @ topology.template_vertices_m
+    hand = builtin.builtin_mano_dict()
+    # Common order: wrist, then thumb chain + tip, index chain + tip, ...
+    np.testing.assert_allclose(joints[0], hand["J"][0], atol=1e-6)
+    np.testing.assert_allclose(joints[4], hand["v_template"][hand["fingertip_vertices"][0]], atol=1e-6)
+    np.testing.assert_allclose(joints[5], hand["J"][1], atol=1e-6)  # index MCP
+    np.testing.assert_allclose(joints[17], hand["J"][7], atol=1e-6)  # little MCP
