@@ -1,0 +1,94 @@
+"""CPU time of `h2o_jax.render.render_mesh` on a hand-sized procedural mesh.
+
+Mesh ("procedural hand", 812 vertices, 1,600 faces, close to MANO's 778 / 1,538): an ellipsoidal
+palm (icosphere, 3 subdivisions: 642 vertices, 1,280 faces, scaled to 90 x 100 x 30 mm) and five
+capped finger cylinders (16 segments: 34 vertices, 64 faces each), 0.5 m in front of the camera,
+framed so that it fills most of the crop like a hand in H2ONet's 128 x 128 input. Each call renders
+depth, face ids, labels and Lambert-shaded vertex colours. The rasteriser is pure NumPy, so thread
+settings of XLA/OpenMP do not matter; BLAS is not used on the hot path.
+
+    python -m experiments.render_benchmark                    # 128 x 128, median of 200 renders
+    python -m experiments.render_benchmark --image-size 256 --repeats 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+import numpy as np
+
+from h2o_jax.render import cylinder_mesh, merge_meshes, render_mesh, sphere_mesh
+
+
+def _rotation_x(angle_rad: float) -> np.ndarray:
+    c, s = np.cos(angle_rad), np.sin(angle_rad)
+    return np.array([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
+
+
+def procedural_hand(depth_m: float = 0.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Palm ellipsoid + five finger cylinders in the camera frame (y down: fingers point up).
+
+    Returns:
+      ``(vertices [812, 3] metres, faces [1600, 3] int32, face_part [1600] int32)`` with parts
+      0 thumb .. 4 little, 5 palm.
+    """
+    palm_v, palm_f = sphere_mesh(1.0, subdivisions=3)
+    palm_v = palm_v * np.array([0.045, 0.05, 0.015])
+    meshes, parts = [], []
+    # (x, y of the finger's centre in metres, length, tilt about z in radians): thumb first.
+    fingers = [(-0.06, 0.0, 0.06, 0.8), (-0.03, -0.08, 0.07, 0.1), (0.0, -0.09, 0.08, 0.0),
+               (0.03, -0.08, 0.075, -0.1), (0.055, -0.07, 0.06, -0.2)]
+    for part, (x, y, length, tilt) in enumerate(fingers):
+        v, f = cylinder_mesh(0.009, length, segments=16)
+        v = v @ _rotation_x(np.pi / 2).T  # axis z -> axis y
+        c, s = np.cos(tilt), np.sin(tilt)
+        v = v @ np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]]).T + [x, y, 0.0]
+        meshes.append((v, f))
+        parts.append(np.full(len(f), part))
+    meshes.append((palm_v, palm_f))
+    parts.append(np.full(len(palm_f), 5))
+    vertices, faces = merge_meshes(meshes)
+    # Tilt the hand 30 degrees so that depth varies across the image, then move it out.
+    vertices = vertices @ _rotation_x(np.deg2rad(30.0)).T + [0.0, 0.02, depth_m]
+    return vertices, faces, np.concatenate(parts).astype(np.int32)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--image-size", type=int, default=128, help="square image side (px)")
+    parser.add_argument("--repeats", type=int, default=200, help="timed renders (>= 50)")
+    args = parser.parse_args(argv)
+    if args.repeats < 50:
+        parser.error("--repeats must be >= 50 for a stable median")
+    vertices, faces, face_part = procedural_hand()
+    rng = np.random.default_rng(0)
+    colors = rng.uniform(size=(len(vertices), 3))
+    size = args.image_size
+    # Focal length scaled with the image so the hand covers the same fraction of any crop.
+    focal = (2.6 * size,) * 2
+    principal = ((size - 1) / 2.0,) * 2
+
+    def render():
+        return render_mesh(vertices, faces, focal, principal, (size, size),
+                           face_labels=face_part, vertex_colors=colors)
+
+    result = render()  # warm-up (page faults, lazily initialised NumPy paths)
+    times_ms = []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        render()
+        times_ms.append((time.perf_counter() - start) * 1e3)
+    print("command:", " ".join(["python -m experiments.render_benchmark", *sys.argv[1:]]))
+    print(f"mesh: procedural hand, {len(vertices)} vertices, {len(faces)} faces; "
+          f"image {size}x{size}, {int(result.mask.sum())} covered pixels")
+    print(f"render_mesh: median {statistics.median(times_ms):.2f} ms per render "
+          f"(min {min(times_ms):.2f}, max {max(times_ms):.2f}, n = {args.repeats}), "
+          f"numpy {np.__version__}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
