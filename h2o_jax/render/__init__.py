@@ -3,6 +3,7 @@ mesh primitives, and the H2ONet finger/hand occlusion labels (architecture.md se
 """
 
 from h2o_jax.render.occlusion_labels import (
+    PART_NAMES,
     OcclusionLabels,
     face_parts_from_vertex_parts,
     occlusion_labels,
@@ -13,6 +14,7 @@ from h2o_jax.render.primitives import box_mesh, cylinder_mesh, merge_meshes, sph
 from h2o_jax.render.rasterizer import RenderResult, render_mesh
 
 __all__ = [
+    "PART_NAMES",
     "OcclusionLabels",
     "RenderResult",
     "box_mesh",

@@ -2,9 +2,13 @@
 
 Recipe (label 1 / True = occluded):
 1. Render the hand mesh with one label per part (0 thumb, 1 index, 2 middle, 3 ring, 4 little,
-   5 palm) at the image's intrinsics -> label image ``L`` and render mask ``M``.
+   5 palm) at the image's intrinsics -> label image ``L`` and render mask ``M``. Back faces are
+   culled by default, as in the official render: pyrender's ``Mesh.from_trimesh`` default material
+   is single-sided, so OpenGL culls faces turned away from the camera. This matters only where
+   the (open at the wrist) MANO mesh shows its inside.
 2. Mask it with the ground-truth hand segmentation ``S``: outside ``S`` the pixel shows no hand
-   part (the official code pastes the photo there; we write -1, which never equals a part).
+   part (the official code pastes the photo there, which could by chance match a part colour,
+   e.g. saturated white = palm; we write -1, which never equals a part).
 3. A vertex is *visible* iff the masked label at its integer-truncated projected pixel
    (``j = trunc(u)``, ``i = trunc(v)``) equals its own part: hidden both by objects (outside
    ``S``) and by other hand parts in front. Vertices projecting outside the image, or with
@@ -20,8 +24,9 @@ Recipe (label 1 / True = occluded):
    If nothing of the hand is rendered (``|M| = 0``) the visible ratio is defined as 0.
 
 Face parts: by default the majority part of a face's three vertices (the first vertex's part when
-all three differ). MANO's official face sets (architecture.md 16.1) were drawn by hand; pass them
-as ``face_part`` for exact parity with the released labels.
+all three differ). MANO's official face sets (architecture.md 16.1) are fixed index lists that need
+not agree with this rule on faces spanning two parts; pass them as ``face_part`` for parity with
+the released labels.
 
 Synthetic scenes: :func:`visible_hand_mask` renders hand and occluders together and returns the
 pixels whose front-most face belongs to the hand, i.e. the segmentation ``S`` such a scene would
@@ -167,7 +172,7 @@ def vertex_part_visibility(
 def visible_hand_mask(
     hand_vertices_cam_m, hand_faces, occluder_vertices_cam_m, occluder_faces,
     focal_px: Sequence[float], principal_px: Sequence[float], image_size_px: Sequence[int],
-    *, near_m: float = 1e-3,
+    *, near_m: float = 1e-3, cull_back_faces: bool = False,
 ) -> np.ndarray:
     """Hand segmentation of a synthetic scene: pixels whose front-most surface is the hand.
 
@@ -181,6 +186,8 @@ def visible_hand_mask(
       occluder_faces: ``[F_o, 3]`` int.
       focal_px, principal_px, image_size_px: camera as in :func:`render_mesh`.
       near_m: near plane, see :func:`render_mesh`.
+      cull_back_faces: see :func:`render_mesh`; off by default because real surfaces are seen
+        from both sides.
 
     Returns:
       ``[H, W]`` bool.
@@ -189,7 +196,7 @@ def visible_hand_mask(
     occluder = check_mesh(np.reshape(occluder_vertices_cam_m, (-1, 3)), occluder_faces)
     vertices, faces = merge_meshes([hand, occluder])
     face_id = render_mesh(vertices, faces, focal_px, principal_px, image_size_px,
-                          near_m=near_m).face_id
+                          near_m=near_m, cull_back_faces=cull_back_faces).face_id
     return (face_id >= 0) & (face_id < len(hand[1]))
 
 
@@ -209,6 +216,7 @@ def occlusion_labels(
     max_occluded_pixel_ratio: float = 0.5,
     face_part=None,
     near_m: float = 1e-3,
+    cull_back_faces: bool = True,
 ) -> OcclusionLabels:
     """Finger, palm and hand occlusion labels of one image (module docstring, steps 1-4).
 
@@ -227,6 +235,7 @@ def occlusion_labels(
       max_occluded_pixel_ratio: paper: hand occluded iff ``|M and not S| / |M|`` > this.
       face_part: ``[F]`` int part per face, or None for :func:`face_parts_from_vertex_parts`.
       near_m: near plane of the render, metres.
+      cull_back_faces: drop faces turned away from the camera (outward-oriented faces needed).
 
     Returns:
       :class:`OcclusionLabels`.
@@ -248,7 +257,7 @@ def occlusion_labels(
                              f"[F={len(faces)}], got {face_part.dtype} {face_part.shape}")
 
     render = render_mesh(vertices, faces, focal_px, principal_px, shape, face_labels=face_part,
-                         near_m=near_m)
+                         near_m=near_m, cull_back_faces=cull_back_faces)
     visible = vertex_part_visibility(render.label, hand_mask, vertices, vertex_part, focal_px,
                                      principal_px)
     visible_count = np.bincount(vertex_part[visible], minlength=NUM_PARTS)

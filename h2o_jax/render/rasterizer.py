@@ -15,11 +15,12 @@ the lower face index.
 Triangles with any vertex closer than ``near_m`` (including behind the camera) are dropped whole,
 not clipped: for hands and objects in front of the camera this never triggers, and clipping would
 add vertices the label code cannot attribute to parts. Faces that project to zero area are dropped.
-Both sides of every face are drawn (no back-face culling).
+Both sides of every face are drawn unless ``cull_back_faces`` is set.
 
-Pure NumPy (float64 internally), no Python loop over triangles or pixels: every triangle's
-bounding-box pixel centres are enumerated at once with ``np.repeat`` / ``cumsum``, and the depth
-test is a lexicographic sort on (pixel, -1/Z, face).
+Pure NumPy (float64 internally), no Python loop over triangles or pixels: the bounding-box rows
+of all triangles, then the pixel centres of each row's span, are enumerated at once with
+``np.repeat`` / ``cumsum``; the depth test is ``np.maximum.at`` on ``1 / Z`` per pixel followed by
+``np.minimum.at`` on the face index among the nearest candidates.
 """
 
 from __future__ import annotations
@@ -101,19 +102,19 @@ def check_mesh(vertices_cam_m, faces) -> tuple[np.ndarray, np.ndarray]:
     return vertices, faces
 
 
-def _rasterize_batch(edge_a, edge_b, edge_c, area, inv_z_vertex, box, width, face_offset):
+def _rasterize_batch(edge_a, edge_b, edge_c, area, inv_z_vertex, box, width, height, face_offset):
     """Covered (pixel, face) candidates of one batch of faces, nearest per pixel.
 
     Candidates are enumerated in two levels without Python loops: first every bounding-box row of
-    every face, then every pixel of every row, both with ``np.repeat`` over run lengths.
+    every face, then the pixels of each row's span, both with ``np.repeat`` over run lengths.
 
     Args:
-      edge_a, edge_b, edge_c: ``[B, 3]`` edge-function coefficients, ``E_k = c_k + b_k y + a_k x``
+      edge_a, edge_b, edge_c: ``[3, B]`` edge-function coefficients, ``E_k = c_k + b_k y + a_k x``
         (>= 0 inside; see ``render_mesh``).
       area: ``[B]`` twice the unsigned screen area (``E_0 + E_1 + E_2``).
-      inv_z_vertex: ``[B, 3]`` ``1 / Z`` per corner.
+      inv_z_vertex: ``[3, B]`` ``1 / Z`` per corner.
       box: ``(i0, j0, nh, nw)`` each ``[B]``: first row/column and bounding-box size in pixels.
-      width: image width W.
+      width, height: image size W, H.
       face_offset: index of the batch's first face in the caller's face list.
 
     Returns:
@@ -123,35 +124,59 @@ def _rasterize_batch(edge_a, edge_b, edge_c, area, inv_z_vertex, box, width, fac
     i0, j0, nh, nw = box
     row_face = np.repeat(np.arange(len(nh)), nh)  # [R]
     row_y = np.take(i0, row_face) + (np.arange(len(row_face)) - np.repeat(np.cumsum(nh) - nh, nh))
-    row_width = np.take(nw, row_face)
+    y = row_y.astype(np.float64)
+    # Along a row y is fixed, so each edge function is affine in x: E_k = r_k + a_k x with
+    # r_k = c_k + b_k y. Each edge with a_k != 0 bounds x to one side of -r_k / a_k: intersecting
+    # the three bounds with the bounding box gives the row's span. The span is widened by a
+    # generous rounding margin and only preselects candidates; the E_k >= 0 test below decides.
+    x_lo = np.take(j0, row_face).astype(np.float64)
+    x_hi = x_lo + np.take(nw, row_face) - 1.0
+    row_term, row_slope = [], []
+    for k in range(3):
+        r = np.take(edge_c[k], row_face) + np.take(edge_b[k], row_face) * y
+        slope = np.take(edge_a[k], row_face)
+        steep = np.abs(slope) > 1e-9 * (np.abs(r) + 1.0)  # else: nearly parallel to the row
+        safe = np.where(steep, slope, 1.0)
+        root = -r / safe
+        # Rounding of E = r + a x is ~1e-16 (|r| + |a x|), i.e. ~1e-16 (|root| + |x|) in x.
+        margin = 1e-9 * (np.abs(root) + width + 1.0)
+        x_lo = np.where(steep & (slope > 0), np.maximum(x_lo, root - margin), x_lo)
+        x_hi = np.where(steep & (slope < 0), np.minimum(x_hi, root + margin), x_hi)
+        row_term.append(r)
+        row_slope.append(slope)
+    x_first = np.ceil(x_lo).astype(np.int64)
+    row_width = np.maximum(np.floor(x_hi).astype(np.int64) - x_first + 1, 0)
     cand_row = np.repeat(np.arange(len(row_face)), row_width)  # [N]
-    cand_x = np.repeat(np.take(j0, row_face) - (np.cumsum(row_width) - row_width), row_width)
+    cand_x = np.repeat(x_first - (np.cumsum(row_width) - row_width), row_width)
     cand_x += np.arange(len(cand_row))
     x = cand_x.astype(np.float64)
-    y = row_y.astype(np.float64)
-    # Along a row y is fixed, so each edge function is affine in x: E = (c + b y) + a x. The
-    # three edges are kept as separate 1-D arrays: contiguous 1-D gathers are the fast path.
     edge = []
-    inside = np.ones(len(cand_row), dtype=bool)
+    inside = None
     for k in range(3):
-        row_term = np.take(edge_c[:, k], row_face) + np.take(edge_b[:, k], row_face) * y
-        value = np.take(row_term, cand_row) + np.take(np.take(edge_a[:, k], row_face), cand_row) * x
-        inside &= value >= 0.0
+        value = np.take(row_term[k], cand_row)
+        value += np.take(row_slope[k], cand_row) * x
+        inside = value >= 0.0 if inside is None else inside & (value >= 0.0)
         edge.append(value)
     inside = np.flatnonzero(inside)
-    cand_row = cand_row[inside]
+    cand_row = np.take(cand_row, inside)
     local_face = np.take(row_face, cand_row)
-    inv_area = 1.0 / np.take(area, local_face)
-    bary = np.stack([np.take(value, inside) * inv_area for value in edge], axis=1)
-    inv_z = np.einsum("pk,pk->p", bary, inv_z_vertex[local_face])
+    edge = [np.take(value, inside) for value in edge]
+    # 1/Z is affine in screen space: sum_k E_k / Z_k / area.
+    inv_z = (edge[0] * np.take(inv_z_vertex[0], local_face)
+             + edge[1] * np.take(inv_z_vertex[1], local_face)
+             + edge[2] * np.take(inv_z_vertex[2], local_face)) / np.take(area, local_face)
     pixel = np.take(row_y, cand_row) * width + np.take(cand_x, inside)
-    # Depth test: sort by pixel, then nearest (largest 1/Z), then lowest face; keep group heads.
-    order = np.lexsort((local_face, -inv_z, pixel))
-    pixel = pixel[order]
-    head = np.ones(len(pixel), dtype=bool)
-    head[1:] = pixel[1:] != pixel[:-1]
-    keep = order[head]
-    return pixel[head], local_face[keep] + face_offset, inv_z[keep], bary[keep]
+    # Depth test without sorting: the per-pixel maximum of 1/Z, then among the candidates that
+    # reach it the lowest face (a face covers a pixel at most once, so the winner is unique).
+    best = np.zeros(height * width)
+    np.maximum.at(best, pixel, inv_z)
+    nearest = np.flatnonzero(inv_z == np.take(best, pixel))
+    lowest = np.full(height * width, len(nh))
+    np.minimum.at(lowest, np.take(pixel, nearest), np.take(local_face, nearest))
+    win = nearest[np.take(local_face, nearest) == np.take(lowest, np.take(pixel, nearest))]
+    face = np.take(local_face, win)
+    bary = np.stack([np.take(value, win) for value in edge], axis=1) / np.take(area, face)[:, None]
+    return np.take(pixel, win), face + face_offset, np.take(inv_z, win), bary
 
 
 def render_mesh(
@@ -167,6 +192,7 @@ def render_mesh(
     ambient: float = 0.3,
     diffuse: float = 0.7,
     near_m: float = 1e-3,
+    cull_back_faces: bool = False,
 ) -> RenderResult:
     """Renders a triangle mesh with a z-buffer (see the module docstring for conventions).
 
@@ -187,6 +213,9 @@ def render_mesh(
       ambient: ambient term, >= 0.
       diffuse: diffuse weight, >= 0.
       near_m: near plane in metres, > 0; faces with a vertex at ``Z < near_m`` are dropped.
+      cull_back_faces: drop faces whose normal ``(v1 - v0) x (v2 - v0)`` points away from the
+        camera (``n . v0 > 0``), as OpenGL does for single-sided materials; for closed,
+        outward-oriented meshes this changes nothing but speed.
 
     Returns:
       :class:`RenderResult` with ``[H, W]`` depth/face/label/mask and ``[H, W, 3]`` rgb.
@@ -220,7 +249,11 @@ def render_mesh(
 
     tri = vertices[faces]  # [F, 3, 3]
     z = tri[..., 2]
-    kept = np.flatnonzero(np.all(z >= near_m, axis=1))
+    normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])  # [F, 3], unnormalised
+    drawn = np.all(z >= near_m, axis=1)
+    if cull_back_faces:
+        drawn &= np.einsum("fk,fk->f", normal, tri[:, 0]) <= 0.0
+    kept = np.flatnonzero(drawn)
     z = z[kept]
     su = fx * tri[kept, :, 0] / z + cx
     sv = fy * tri[kept, :, 1] / z + cy
@@ -263,8 +296,9 @@ def render_mesh(
                    start + 1)
         part = slice(start, stop)
         pixel, face, inv_z, bary = _rasterize_batch(
-            edge_a[part], edge_b[part], edge_c[part], np.abs(area2[part]), inv_z_vertex[part],
-            (i0[part], j0[part], nh[part], nw[part]), width, start)
+            edge_a[part].T.copy(), edge_b[part].T.copy(), edge_c[part].T.copy(),
+            np.abs(area2[part]), inv_z_vertex[part].T.copy(),
+            (i0[part], j0[part], nh[part], nw[part]), width, height, start)
         closer = inv_z > best_inv_z[pixel]
         pixel = pixel[closer]
         best_inv_z[pixel] = inv_z[closer]
@@ -284,8 +318,7 @@ def render_mesh(
 
     rgb = np.zeros((height * width, 3))
     if len(covered):
-        corner = tri[kept]  # [F_live, 3, 3]
-        normal = np.cross(corner[:, 1] - corner[:, 0], corner[:, 2] - corner[:, 0])
+        normal = normal[kept]
         cos = (normal @ light) / np.linalg.norm(normal, axis=1)
         shade = (ambient + diffuse * np.abs(cos))[kept_index]
         if vertex_colors is None:

@@ -40,7 +40,8 @@ def strip_hand(shift_u=0.0, z=HAND_Z):
     a, b = np.meshgrid(np.arange(6), np.arange(12), indexing="ij")
     idx = a * 12 + b
     cells = np.stack([idx[:-1, :-1], idx[1:, :-1], idx[1:, 1:], idx[:-1, 1:]], -1).reshape(-1, 4)
-    faces = np.concatenate([cells[:, [0, 1, 2]], cells[:, [0, 2, 3]]])
+    # Wound so that (v1 - v0) x (v2 - v0) points at the camera (-z): front faces, not culled.
+    faces = np.concatenate([cells[:, [0, 2, 1]], cells[:, [0, 3, 2]]])
     for part, u0 in enumerate(STRIP_U0):
         u = u0 + 0.5 + 2 * a.ravel() + shift_u
         v = STRIP_V0 + 0.5 + 2 * b.ravel()
@@ -276,3 +277,16 @@ def test_bad_inputs(change, match):
     kwargs.update(change)
     with pytest.raises(ValueError, match=match):
         occlusion_labels(**kwargs)
+
+
+def test_back_faces_are_culled_like_the_official_render():
+    vertices, faces, part, *camera, mask = scene()
+    palm_faces = np.all(part[faces] == 5, axis=1)
+    flipped = faces.copy()
+    flipped[palm_faces] = flipped[palm_faces][:, ::-1]  # the palm strip now faces away
+    culled = occlusion_labels(vertices, flipped, part, *camera, mask)
+    np.testing.assert_array_equal(culled.visible_vertices, [55, 55, 55, 55, 55, 0])
+    assert culled.palm and not culled.fingers.any()
+    assert culled.visible_hand_ratio == pytest.approx(6 / 5)  # |S| / |M| with M = 5 strips
+    two_sided = occlusion_labels(vertices, flipped, part, *camera, mask, cull_back_faces=False)
+    np.testing.assert_array_equal(two_sided.visible_vertices, [55] * 6)

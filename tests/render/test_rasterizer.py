@@ -175,6 +175,24 @@ def test_nearer_triangle_wins(near_first):
     assert result.depth_m[only_far] == pytest.approx(2.0, rel=1e-6)
 
 
+def test_back_face_culling():
+    screen = [[0, 0], [30, 0], [0, 25]]
+    tri = triangle_from_screen(screen, [1.0, 1.2, 0.9], FOCAL, PRINCIPAL)
+    # (v1 - v0) x (v2 - v0) for these corners points along +z (away from the camera): a back face.
+    assert np.cross(tri[1] - tri[0], tri[2] - tri[0]) @ tri[0] > 0
+    for faces, front in (([[0, 1, 2]], False), ([[0, 2, 1]], True)):
+        culled = render_mesh(tri, np.array(faces), FOCAL, PRINCIPAL, SIZE, cull_back_faces=True)
+        both = render_mesh(tri, np.array(faces), FOCAL, PRINCIPAL, SIZE)
+        assert both.mask.sum() > 300
+        np.testing.assert_array_equal(culled.mask, both.mask if front else False)
+    # A closed, outward-oriented mesh looks the same with culling, up to exact edge ties.
+    v, f = sphere_mesh(0.3, subdivisions=2)
+    v = v + [0.05, -0.02, 1.0]
+    _, face, ambiguous = ray_cast(v, f, SIZE, FOCAL, PRINCIPAL)
+    culled = render_mesh(v, f, FOCAL, PRINCIPAL, SIZE, cull_back_faces=True)
+    np.testing.assert_array_equal(culled.face_id[~ambiguous], face[~ambiguous])
+
+
 def test_batched_candidates_match_single_batch(monkeypatch):
     rng = np.random.default_rng(5)
     v, f = sphere_mesh(0.3, subdivisions=2)
