@@ -77,7 +77,9 @@ def check_record(record: dict, num_vertices: int, num_shape: int, where: str = "
         if dtype is np.object_:
             continue
         value = np.asarray(record[key])
-        if value.shape != shape or value.dtype != dtype:
+        # TFDS hands scalar Tensor features back as Python ints: accept the same kind of number.
+        scalar_ok = shape == () and value.shape == () and {value.dtype.kind, np.dtype(dtype).kind} <= set("iu")
+        if not scalar_ok and (value.shape != shape or value.dtype != dtype):
             raise ValueError(
                 f"{where}[{key!r}] has shape {value.shape} dtype {value.dtype}; expected {shape} {np.dtype(dtype)}"
             )

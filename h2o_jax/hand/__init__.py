@@ -27,4 +27,17 @@ def builtin_topology() -> MeshTopology:
     return load_topology(BUILTIN_TOPOLOGY_PATH)
 
 
-__all__ = ["ASSETS_DIR", "BUILTIN_HAND_PATH", "BUILTIN_TOPOLOGY_PATH", "MeshTopology", "builtin_topology"]
+@functools.cache
+def builtin_hand_model():
+    """The built-in hand as a `h2o_jax.hand.mano.HandModel` (719 vertices, 10 shape parameters)."""
+    import numpy as np
+
+    from h2o_jax.hand.mano import load_hand_model
+
+    with np.load(BUILTIN_HAND_PATH) as data:
+        tips = tuple(int(i) for i in data["fingertip_vertices"])
+    return load_hand_model(BUILTIN_HAND_PATH, fingertip_vertices=tips)
+
+
+__all__ = ["ASSETS_DIR", "BUILTIN_HAND_PATH", "BUILTIN_TOPOLOGY_PATH", "MeshTopology", "builtin_hand_model",
+           "builtin_topology"]

@@ -1,0 +1,90 @@
+"""Smooth random hand motion: wrist orientation, position and grasp-like finger curls.
+
+Everything is seeded by a numpy Generator; trajectories are piecewise interpolations between
+random keyframes, so consecutive frames are close (what a video of a real hand gives) while a
+dataset of many sequences covers the whole sphere of wrist orientations.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.spatial.transform import Rotation, Slerp
+
+# MANO joint ids per finger, thumb .. little (data_formats.md 1.4).
+FINGER_CHAINS = ((13, 14, 15), (1, 2, 3), (4, 5, 6), (10, 11, 12), (7, 8, 9))
+# Largest flexion (radians) of the three joints of a finger at curl 1; thumb first.
+MAX_FLEXION_RAD = ((0.7, 0.8, 1.0), (1.5, 1.7, 1.1), (1.5, 1.7, 1.1), (1.5, 1.7, 1.1), (1.5, 1.7, 1.1))
+
+
+def flexion_axes_from_joints(rest_joints16_m: np.ndarray) -> np.ndarray:
+    """[16, 3] unit axes, in the rest frame, about which a positive rotation curls each finger
+    joint towards the palm (row 0 unused: zeros).
+
+    Works for any right hand in MANO's joint order (the built-in hand and MANO alike): the palm
+    normal is (index MCP - wrist) x (little MCP - wrist); a bone of direction d curls towards the
+    palm about d x n.
+    """
+    joints = np.asarray(rest_joints16_m, np.float64)
+    if joints.shape != (16, 3):
+        raise ValueError(f"rest_joints16_m must have shape (16, 3), got {joints.shape}")
+    palm_normal = np.cross(joints[1] - joints[0], joints[7] - joints[0])
+    palm_normal /= np.linalg.norm(palm_normal)
+    axes = np.zeros((16, 3))
+    for chain in FINGER_CHAINS:
+        for i, joint in enumerate(chain):
+            child = chain[i + 1] if i + 1 < len(chain) else None
+            start = joints[joint]
+            end = joints[child] if child is not None else 2 * joints[joint] - joints[chain[i - 1]]
+            d = (end - start) / np.linalg.norm(end - start)
+            axis = np.cross(d, palm_normal)
+            axes[joint] = axis / np.linalg.norm(axis)
+    return axes
+
+
+def _smooth_keys(rng: np.random.Generator, num_frames: int, period: int, size, low, high) -> np.ndarray:
+    """[num_frames, *size] smooth-step interpolation of uniform keyframes every `period` frames."""
+    num_keys = num_frames // period + 2
+    keys = rng.uniform(low, high, size=(num_keys,) + tuple(np.atleast_1d(size)))
+    t = np.arange(num_frames) / period
+    i = np.floor(t).astype(int)
+    f = t - i
+    f = (f * f * (3 - 2 * f))[(...,) + (None,) * (keys.ndim - 1)]
+    return keys[i] * (1 - f) + keys[i + 1] * f
+
+
+def wrist_rotations(rng: np.random.Generator, num_frames: int, period: int = 24,
+                    max_step_rad: float = 1.2) -> np.ndarray:
+    """[num_frames, 3] axis-angle root rotations: slerp between keyframes, each a random turn of
+    at most `max_step_rad` from the previous one, starting from a uniformly random orientation."""
+    num_keys = num_frames // period + 2
+    keys = [Rotation.random(random_state=rng)]
+    for _ in range(num_keys - 1):
+        axis = rng.normal(size=3)
+        axis /= np.linalg.norm(axis)
+        keys.append(Rotation.from_rotvec(axis * rng.uniform(0.3, max_step_rad)) * keys[-1])
+    slerp = Slerp(np.arange(num_keys) * period, Rotation.concatenate(keys))
+    return slerp(np.arange(num_frames)).as_rotvec()
+
+
+def finger_pose(rng: np.random.Generator, num_frames: int, axes: np.ndarray, grasp: bool,
+                period: int = 16) -> np.ndarray:
+    """[num_frames, 15, 3] finger-joint axis-angles: per-finger curls in [0, 1] (higher and more
+    uniform while grasping), a little spread, the curl split over the three joints."""
+    low, high = (0.35, 0.85) if grasp else (0.0, 0.9)
+    shared = _smooth_keys(rng, num_frames, period, 1, low, high)
+    own = _smooth_keys(rng, num_frames, period, 5, -0.25, 0.25)
+    curls = np.clip(shared + own, 0.0, 1.0)
+    pose = np.zeros((num_frames, 16, 3))
+    for finger, chain in enumerate(FINGER_CHAINS):
+        for i, joint in enumerate(chain):
+            angle = curls[:, finger] * MAX_FLEXION_RAD[finger][i]
+            pose[:, joint] = angle[:, None] * axes[joint][None]
+    return pose[:, 1:]
+
+
+def hand_positions(rng: np.random.Generator, num_frames: int, depth_range_m=(0.35, 0.65),
+                   period: int = 30) -> np.ndarray:
+    """[num_frames, 3] camera-frame wrist positions drifting smoothly inside the view."""
+    depth = _smooth_keys(rng, num_frames, period, 1, *depth_range_m)[:, 0]
+    lateral = _smooth_keys(rng, num_frames, period, 2, -0.12, 0.12)
+    return np.stack([lateral[:, 0] * depth / 0.5, lateral[:, 1] * depth / 0.6, depth], axis=1)
