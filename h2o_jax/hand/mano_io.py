@@ -273,7 +273,9 @@ def _load_pickle(path: str) -> dict:
         raise ValueError(f"{path}: not a readable MANO pickle ({type(err).__name__}: {err})") from None
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: expected a pickled dict of MANO arrays, got {type(raw).__name__}")
-    return {key: _resolve(value, path, key) for key, value in raw.items()}
+    # Only the keys used are resolved: extra entries of the release (e.g. priors) may hold
+    # chumpy or sparse objects this loader has no need to evaluate.
+    return {key: _resolve(value, path, key) for key, value in raw.items() if key in MANO_KEYS}
 
 
 def _load_npz(path: str) -> dict:

@@ -22,7 +22,7 @@ from h2o_jax.hand.mano import (
     pca_to_full_pose,
 )
 from h2o_jax.hand.mano_io import load_mano_dict, save_mano_dict
-from hand.mano_fixtures import make_fake_mano_arrays, write_fake_mano_pkl
+from hand.mano_fixtures import _fake_modules, _Placeholder, make_fake_mano_arrays, write_fake_mano_pkl
 
 ATOL_M = 1e-5
 FLOAT_KEYS = ("v_template", "shapedirs", "posedirs", "J_regressor", "J", "weights", "hands_components",
@@ -168,6 +168,24 @@ def test_optional_keys_defaulted_and_extra_keys_ignored(tmp_path):
     assert set(loaded) == set(mano_io.MANO_KEYS)
     np.testing.assert_allclose(loaded["J"], arrays["J_regressor"] @ arrays["v_template"], rtol=0, atol=1e-15)
     assert loaded["hands_coeffs"].shape == (0, 45) and loaded["bs_type"] == "lrotmin"
+
+
+def test_extra_keys_with_unsupported_objects_are_not_evaluated(tmp_path):
+    """Keys outside the 13 (e.g. the release's priors) are ignored even if they hold chumpy nodes."""
+    expr = type("Inv", (_Placeholder,), {})
+    arrays = make_fake_mano_arrays(seed=5)
+    arrays["J_regressor_prior"] = expr({"a": np.eye(2)})
+    path = tmp_path / "extra.pkl"
+    with _fake_modules({"chumpy": {}, "chumpy.linalg": {"Inv": expr}}):
+        _dump(path, arrays)
+    loaded = load_mano_dict(path)
+    assert "J_regressor_prior" not in loaded
+    np.testing.assert_array_equal(loaded["weights"], arrays["weights"])
+    arrays["shapedirs"] = expr({"a": np.eye(2)})  # ...but a used key holding one is refused
+    with _fake_modules({"chumpy": {}, "chumpy.linalg": {"Inv": expr}}):
+        _dump(path, arrays)
+    with pytest.raises(ValueError, match=r"extra\.pkl.*'shapedirs'.*chumpy\.linalg\.Inv"):
+        load_mano_dict(path)
 
 
 def test_other_vertex_and_shape_counts(tmp_path):
