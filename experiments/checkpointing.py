@@ -68,6 +68,18 @@ class Checkpoints:
         data_state = restored["data"] or None
         return restored["state"], data_state
 
+    def restore_variables(self, best: bool = True) -> tuple[dict[str, Any], int]:
+        """({"params", "batch_stats"}, step) of the best checkpoint (or the latest when there is no
+        best one, or `best` is False), read without a template: evaluation, demo and benchmark
+        need the model only, whatever optimiser trained it."""
+        manager = self.best if best and self.best.latest_step() is not None else self.latest
+        step = manager.latest_step()
+        if step is None:
+            raise FileNotFoundError(f"no checkpoint in {os.path.dirname(str(manager.directory))}")
+        restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+        state = restored["state"]
+        return {"params": state["params"], "batch_stats": state["batch_stats"]}, int(step)
+
     def wait(self) -> None:
         self.latest.wait_until_finished()
         self.best.wait_until_finished()

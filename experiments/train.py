@@ -1,12 +1,16 @@
 """Training loop: data-parallel jitted steps, orbax checkpoints with exact resume, metrics.
 
-    python -m experiments.train --config experiments/configs/default.py --workdir runs/default
+    python -m experiments.train --config experiments/configs/synthetic.py:cpu --workdir runs/synthetic_cpu
+    python -m experiments.train --config experiments/configs/dexycb.py --workdir runs/dexycb_s1 \
+        --config.model.topology=mano:/path/MANO_RIGHT.pkl
 
 `train_and_evaluate(config, workdir, train_source, eval_source)` is the library entry: the
-sources are random-access sequences of per-sample dicts following data_loaders/features.py
-(any TFDS `as_data_source` split of the project's builders, or an in-memory list). Resuming from
-`<workdir>/checkpoints/latest` restores the train state and the data-iterator position, so a
-killed run continues exactly where its last checkpoint left it.
+sources are random-access sources of triplet samples following data_loaders/features.py (a
+`data_loaders.pipeline.SampleSource`, which is augmented and gap-jittered, or any list of ready
+samples). Resuming from `<workdir>/checkpoints/latest` restores the train state and the
+data-iterator position, so a killed run continues exactly where its last checkpoint left it.
+Multi-host: set `--config.distributed=True` and the usual JAX coordinator environment; every
+process then calls `jax.distributed.initialize()` before touching devices.
 """
 
 from __future__ import annotations
@@ -18,17 +22,16 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-import grain
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from data_loaders.pipeline import SampleSource, make_train_dataset
 from experiments.checkpointing import Checkpoints
+from experiments.common import UserError, build_topology, sample_source
 from experiments.writers import MetricWriter, StepTimer, every, format_eta
 from h2o_jax.config import LossConfig, model_config_for
-from h2o_jax.hand.random_topology import random_topology
-from h2o_jax.hand.topology import MeshTopology, load_topology
 from h2o_jax.metrics import MetricAccumulator, root_align, sample_metrics
 from h2o_jax.nn import H2ONet
 from h2o_jax.sharding import batch_sharded, check_global_batch_size, make_data_mesh, replicated
@@ -37,20 +40,27 @@ from h2o_jax.training import OptimConfig, TrainState, create_train_state, make_o
 log = logging.getLogger("h2o_jax.train")
 
 
-def build_topology(spec: str) -> MeshTopology:
-    if spec.startswith("random:"):
-        return random_topology(tuple(int(n) for n in spec.split(":", 1)[1].split(",")))
-    if spec == "random":
-        return random_topology()
-    return load_topology(spec)
+class _ReadySamples:
+    """A list of ready samples behind the `SampleSource.load` interface (no jitter, no augmentation)."""
+
+    def __init__(self, samples: Sequence[dict]):
+        self.samples = samples
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def load(self, index: int, rng=None) -> dict:
+        del rng
+        return self.samples[index]
 
 
-def train_iterator(source: Sequence[dict], batch_size: int, seed: int) -> grain.DatasetIterator:
-    """Seeded, shuffled, repeated, per-process sharded batches with a checkpointable state."""
-    dataset = grain.MapDataset.source(source).seed(seed)
-    dataset = dataset[jax.process_index()::jax.process_count()]
-    local_batch = batch_size // jax.process_count()
-    return iter(dataset.shuffle().repeat().batch(local_batch, drop_remainder=True).to_iter_dataset())
+def train_iterator(source, config: ml_collections.ConfigDict):
+    """Seeded, shuffled, repeated, per-process sharded (augmented) batches with a checkpointable state."""
+    augment = isinstance(source, SampleSource) and bool(config.data.get("augment", True))
+    if not isinstance(source, SampleSource):
+        source = _ReadySamples(source)
+    return iter(make_train_dataset(source, config.data.batch_size, config.seed, augment=augment,
+                                   worker_count=int(config.data.get("workers", 0))))
 
 
 def evaluate(predict, state: TrainState, source: Sequence[dict], batch_size: int, mesh) -> dict:
@@ -92,9 +102,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, train_so
     key = jax.random.key(config.seed)
     state = jax.jit(lambda k: create_train_state(model, optimizer, k, config.data.batch_size),
                     out_shardings=replicated(mesh))(key)
-    iterator = train_iterator(train_source, config.data.batch_size, config.seed)
+    iterator = train_iterator(train_source, config)
     checkpoints = Checkpoints(workdir, keep=config.train.keep_checkpoints)
     start_step = 0
+    init_from = config.train.get("init_from", "")
+    if init_from and checkpoints.latest_step() is None:
+        state = _init_from_run(state, init_from)
     if checkpoints.latest_step() is not None:
         abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
         state, data_state = checkpoints.restore(abstract)
@@ -150,23 +163,80 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, train_so
     return state
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    import argparse
-    import importlib.util
+def _load_config_flags(argv):
+    from absl import flags
+    from ml_collections import config_flags
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="experiments/configs/default.py")
-    parser.add_argument("--workdir", default="runs/default")
-    args = parser.parse_args(argv)
-    spec = importlib.util.spec_from_file_location("train_config", args.config)
-    if spec is None or not os.path.exists(args.config):
-        sys.exit(f"config file {args.config!r} not found")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config()
-    sys.exit(f"dataset {config.data.name!r} is not available in this version of h2o_jax: the synthetic "
-             "dataset and the Dex-YCB/HO3D builders are still to be written (see README 'Status'); "
-             "train_and_evaluate() accepts any source that follows data_loaders/features.py")
+    flag_values = flags.FlagValues()
+    config_flags.DEFINE_config_file("config", "experiments/configs/synthetic.py:cpu",
+                                    "training config file[:preset]", flag_values=flag_values, lock_config=True)
+    flags.DEFINE_string("workdir", "runs/synthetic_cpu", "run directory (checkpoints, metrics)", flag_values=flag_values)
+    flags.DEFINE_integer("stop_after_steps", None, "end this call after N steps (resume later)",
+                         flag_values=flag_values)
+    try:
+        flag_values(list(argv))
+        return flag_values.config, flag_values.workdir, flag_values.stop_after_steps
+    except (flags.Error, KeyError, AttributeError, ValueError, FileNotFoundError, TypeError) as err:
+        message = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+        raise UserError(f"bad config or flags: {message}") from None
+
+
+def _init_from_run(state: TrainState, run_dir: str) -> TrainState:
+    """Starts from another run's best (else latest) weights: the official stage 1 -> stage 2."""
+    source = Checkpoints(run_dir)
+    try:
+        variables, step = source.restore_variables(best=True)
+    except FileNotFoundError as err:
+        raise UserError(f"train.init_from={run_dir!r}: {err}") from None
+    finally:
+        source.close()
+    as_state = lambda tree, ref: jax.tree.map(lambda v, r: jax.device_put(jnp.asarray(v, r.dtype), r.sharding),
+                                              tree, ref)  # noqa: E731
+    log.info("initialised from %s (step %d)", run_dir, step)
+    return state.replace(params=as_state(variables["params"], state.params),
+                         batch_stats=as_state(variables["batch_stats"], state.batch_stats))
+
+
+def main(argv: Sequence[str] | None = None) -> TrainState:
+    argv = [sys.argv[0]] + list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        config, workdir, stop_after_steps = _load_config_flags(argv)
+        if config.distributed:
+            jax.distributed.initialize()
+        train_source = sample_source(config.data, "train", train=True)
+        eval_source = None
+        if config.train.eval_every:
+            eval_source = sample_source(config.data, config.data.eval_split, train=False)
+            if config.data.eval_limit:
+                eval_source = _Subset(eval_source, int(config.data.eval_limit))
+        state = train_and_evaluate(config, workdir, train_source, eval_source, stop_after_steps=stop_after_steps)
+    except UserError as err:
+        sys.exit(f"error: {err}")
+    if config.train.predictions_png and jax.process_index() == 0:
+        from experiments.visualize import write_prediction_png
+
+        source = eval_source if eval_source is not None else train_source
+        path = write_prediction_png(workdir, config, state, source)
+        print(f"wrote {path}")
+    print(f"done: checkpoints in {os.path.join(workdir, 'checkpoints')}, metrics in "
+          f"{os.path.join(workdir, 'metrics.jsonl')}")
+    return state
+
+
+class _Subset:
+    """The first `limit` samples of a source (evaluation during training)."""
+
+    def __init__(self, source, limit: int):
+        self.source, self.limit = source, min(limit, len(source))
+
+    def __len__(self) -> int:
+        return self.limit
+
+    def __getitem__(self, index: int):
+        if not 0 <= index < self.limit:
+            raise IndexError(index)
+        return self.source[index]
 
 
 if __name__ == "__main__":

@@ -1,0 +1,28 @@
+"""Fields every training config has; dataset configs start from `base_config()` and lock it."""
+
+import ml_collections
+
+
+def base_config() -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+    config.distributed = False  # multi-host: call jax.distributed.initialize() (env-configured) first
+    config.model = ml_collections.ConfigDict(dict(
+        variant="B+D+MF+FO+HO",  # or single_frame, B, B+D, B+D+MF, B+D+MF+FS, B+D+MF+FO (Table 5)
+        width_divisor=1,         # 1 = the official network; 2/4/8 shrink every channel count
+        topology="builtin",      # experiments/common.py: builtin, official:DIR, mano:PKL, PATH.npz
+    ))
+    config.data = ml_collections.ConfigDict(dict(
+        name="synthetic/default", data_dir="", build_workers=0, batch_size=32, gap=5,
+        triplet_policy="by_frame", train_jitter=True, augment=True, workers=0, eval_split="test",
+        eval_limit=0,            # evaluate on the first N test samples only (0 = all)
+    ))
+    config.loss = ml_collections.ConfigDict(dict(stage=1))
+    config.optim = ml_collections.ConfigDict(dict(learning_rate=1e-4, milestones_epochs=(10, 20), decay=0.1,
+                                                  grad_clip_norm=0.1))
+    config.train = ml_collections.ConfigDict(dict(
+        num_steps=40_000, log_every=50, checkpoint_every=1000, eval_every=5000, keep_checkpoints=3,
+        init_from="",            # stage 2: the stage-1 workdir whose best weights start this run
+        predictions_png=True,
+    ))
+    return config
