@@ -34,8 +34,8 @@ class SceneConfig:
 
     frames_per_sequence: int = 100
     hold_probability: float = 0.6
-    occluder_events_per_100_frames: float = 2.0
-    whole_hand_occluder_share: float = 0.3
+    occluder_events_per_100_frames: float = 4.0
+    whole_hand_occluder_share: float = 0.25
     depth_range_m: tuple[float, float] = (0.35, 0.65)
 
 
@@ -111,9 +111,9 @@ def _plan_occluders(rng, config: SceneConfig, hand_centres_m: np.ndarray) -> lis
     events = []
     for _ in range(rng.poisson(rate) if num_frames >= 8 else 0):
         whole = rng.random() < config.whole_hand_occluder_share
-        size = rng.uniform(0.12, 0.18) if whole else rng.uniform(0.02, 0.04)
+        size = rng.uniform(0.16, 0.24) if whole else rng.uniform(0.02, 0.045)
         vertices, faces = _object_mesh(rng, size)
-        duration = int(rng.integers(8, 31))
+        duration = int(rng.integers(12, 41) if whole else rng.integers(8, 31))
         start = int(rng.integers(-duration // 2, num_frames - duration // 2))
         stop = start + duration
         mid = int(np.clip((start + stop) // 2, 0, num_frames - 1))
@@ -123,7 +123,7 @@ def _plan_occluders(rng, config: SceneConfig, hand_centres_m: np.ndarray) -> lis
         target = centre * depth / centre[2] + rng.normal(0, 0.01 if whole else 0.025, 3) * [1, 1, 0]
         direction = rng.normal(size=3) * [1, 1, 0]
         direction /= np.linalg.norm(direction)
-        travel = rng.uniform(0.15, 0.35)
+        travel = rng.uniform(0.08, 0.2) if whole else rng.uniform(0.15, 0.35)
         events.append(_Occluder(vertices, faces, _object_colours(rng, vertices), start, stop,
                                 target - direction * travel / 2, target + direction * travel / 2,
                                 Rotation.from_rotvec(rng.normal(size=3) * 0.1)))
