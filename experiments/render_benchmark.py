@@ -1,6 +1,8 @@
-"""CPU time of `h2o_jax.render.render_mesh` on a hand-sized procedural mesh.
+"""CPU time of `h2o_jax.render.render_mesh` on the built-in hand (default) or a stand-in mesh.
 
-Mesh ("procedural hand", 812 vertices, 1,600 faces, close to MANO's 778 / 1,538): an ellipsoidal
+Default mesh: the built-in hand (719 vertices, 1,434 faces) in the example grasp pose, seen from
+the palm side and filling most of the crop, faces labelled by part. `--mesh procedural`: the
+stand-in used before the built-in hand existed ("procedural hand", 812 vertices, 1,600 faces, close to MANO's 778 / 1,538): an ellipsoidal
 palm (icosphere, 3 subdivisions: 642 vertices, 1,280 faces, scaled to 90 x 100 x 30 mm) and five
 capped finger cylinders (16 segments: 34 vertices, 64 faces each), 0.5 m in front of the camera,
 framed so that it fills most of the crop like a hand in H2ONet's 128 x 128 input. Each call renders
@@ -9,6 +11,7 @@ back-face culling (same image for this closed mesh). The rasteriser is pure NumP
 settings of XLA/OpenMP do not matter; BLAS is not used on the hot path.
 
     python -m experiments.render_benchmark                    # 128 x 128, median of 200 renders
+    python -m experiments.render_benchmark --mesh procedural
     python -m experiments.render_benchmark --image-size 256 --repeats 50
 """
 
@@ -57,14 +60,36 @@ def procedural_hand(depth_m: float = 0.5) -> tuple[np.ndarray, np.ndarray, np.nd
     return vertices, faces, np.concatenate(parts).astype(np.int32)
 
 
+def builtin_hand_scene(depth_m: float = 0.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The built-in hand in the example grasp pose, palm towards the camera, centred at depth_m.
+
+    Returns ``(vertices [719, 3] metres, faces [1434, 3] int32, face_part [1434] int32)``."""
+    from h2o_jax.hand import builtin_hand_model, builtin_topology
+    from h2o_jax.hand.mano import hand_forward
+    from h2o_jax.hand.poses import example_poses
+    from h2o_jax.render import face_parts_from_vertex_parts
+
+    model = builtin_hand_model()
+    zeros = np.zeros(10, np.float32)
+    rest = np.asarray(hand_forward(model, np.zeros(48, np.float32), zeros, flat_hand_mean=True)["joints16_m"])
+    pose = example_poses(rest)[2].astype(np.float32)
+    verts = np.asarray(hand_forward(model, pose, zeros, flat_hand_mean=True)["vertices_m"], np.float64)
+    # Palm normal (-y in the rest frame) towards the camera (-z), fingers up (-y in the image).
+    view = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    vertices = (verts - verts.mean(0)) @ view.T + [0.0, 0.0, depth_m]
+    faces = np.asarray(model.faces)
+    return vertices, faces, face_parts_from_vertex_parts(faces, builtin_topology().vertex_part)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image-size", type=int, default=128, help="square image side (px)")
     parser.add_argument("--repeats", type=int, default=200, help="timed renders (>= 50)")
+    parser.add_argument("--mesh", choices=("builtin", "procedural"), default="builtin")
     args = parser.parse_args(argv)
     if args.repeats < 50:
         parser.error("--repeats must be >= 50 for a stable median")
-    vertices, faces, face_part = procedural_hand()
+    vertices, faces, face_part = builtin_hand_scene() if args.mesh == "builtin" else procedural_hand()
     rng = np.random.default_rng(0)
     colors = rng.uniform(size=(len(vertices), 3))
     size = args.image_size
@@ -77,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                            vertex_colors=colors, cull_back_faces=cull)
 
     print("command:", " ".join(["python -m experiments.render_benchmark", *sys.argv[1:]]))
-    print(f"mesh: procedural hand, {len(vertices)} vertices, {len(faces)} faces; "
+    print(f"mesh: {args.mesh} hand, {len(vertices)} vertices, {len(faces)} faces; "
           f"image {size}x{size}, {int(render(False).mask.sum())} covered pixels; "
           f"numpy {np.__version__}")
     for cull in (False, True):
