@@ -6,9 +6,11 @@ V vertices of the dataset's hand topology, J = 21 joints (common order, data_for
 H = W = 128 crop size.
 
 Conventions: camera frame of OpenCV (x right, y down, z forward), metres (`_m`), pixels (`_px`);
-"canonical" = the hand model with zero global rotation and zero translation ("c" targets),
-"rotated" = with the global rotation, no translation ("r" targets), both about the model's own
-rest root as MANO does (architecture.md 11); occlusion labels 1 = occluded, heads
+"rotated" targets = the camera-frame mesh and joints minus the frame's own root joint (global
+rotation kept, translation removed); "canonical" targets = the rotated ones with the global
+rotation undone (v_c = R^T v_r), so both are root-relative and joints_r = joints_c R^T exactly.
+The network rotates its canonical prediction about its predicted root joint (architecture.md 11),
+which these targets match. Occlusion labels 1 = occluded, heads
 [thumb, index, middle, ring, little, global].
 """
 
