@@ -20,12 +20,45 @@ torch_default_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "unif
 kaiming_relu_init = nn.initializers.variance_scaling(2.0, "fan_in", "uniform")
 
 
-def batch_norm(train: bool, name: str) -> nn.BatchNorm:
-    """BatchNorm with PyTorch's defaults (momentum 0.1 == flax 0.9, eps 1e-5)."""
-    # Two-pass variance: the one-pass E[x^2] - E[x]^2 loses digits to cancellation and then
-    # depends on the summation order (e.g. how a batch is sharded over devices).
-    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                        use_fast_variance=False, name=name)
+class TorchBatchNorm(nn.Module):
+    """BatchNorm over the last axis exactly as PyTorch's BatchNorm{1,2}d trains and infers.
+
+    Normalises with the biased batch variance, but updates the running variance with the
+    unbiased one (n / (n - 1)), as PyTorch does and flax.linen.BatchNorm does not; momentum in
+    PyTorch's convention (running = (1 - m) running + m batch). Variables as flax's BatchNorm:
+    params `scale`, `bias`; batch_stats `mean`, `var`. The variance is two-pass: the one-pass
+    E[x^2] - E[x]^2 loses digits to cancellation and then depends on how a batch is sharded.
+    """
+
+    use_running_average: bool
+    momentum: float = 0.1
+    epsilon: float = 1e-5
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        features = x.shape[-1]
+        scale = self.param("scale", nn.initializers.ones, (features,), jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros, (features,), jnp.float32)
+        running_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((features,), jnp.float32))
+        running_var = self.variable("batch_stats", "var", lambda: jnp.ones((features,), jnp.float32))
+        x = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+        if self.use_running_average:
+            mean, var = running_mean.value, running_var.value
+        else:
+            axes = tuple(range(x.ndim - 1))
+            mean = jnp.mean(x, axis=axes)
+            var = jnp.mean(jnp.square(x - mean), axis=axes)
+            count = int(np.prod(x.shape[:-1]))
+            if not self.is_initializing():
+                m = self.momentum
+                running_mean.value = (1 - m) * running_mean.value + m * mean
+                running_var.value = (1 - m) * running_var.value + m * var * (count / max(count - 1, 1))
+        return (x - mean) * (jax.lax.rsqrt(var + self.epsilon) * scale) + bias
+
+
+def batch_norm(train: bool, name: str) -> TorchBatchNorm:
+    """BatchNorm with PyTorch's defaults (momentum 0.1, eps 1e-5) and running-variance rule."""
+    return TorchBatchNorm(use_running_average=not train, name=name)
 
 
 def relu4(x: jax.Array) -> jax.Array:

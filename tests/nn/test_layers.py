@@ -108,3 +108,34 @@ def test_spiral_conv_init_is_xavier_uniform(seed):
     bound = np.sqrt(6.0 / (9 * 16 + 64))
     assert np.abs(kernel).max() <= bound and np.abs(kernel).max() > 0.9 * bound
     np.testing.assert_array_equal(params["params"]["layer"]["bias"], 0.0)
+
+
+def test_batch_norm_trains_and_infers_like_pytorch():
+    from h2o_jax.nn.layers import batch_norm
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(2.0, 3.0, size=(4, 5, 6, 3)).astype(np.float32)
+    variables = {"params": {"scale": rng.normal(size=3).astype(np.float32),
+                            "bias": rng.normal(size=3).astype(np.float32)},
+                 "batch_stats": {"mean": rng.normal(size=3).astype(np.float32),
+                                 "var": rng.uniform(0.5, 2, 3).astype(np.float32)}}
+    train = batch_norm(True, "bn")
+    y, updates = jax.jit(lambda v, x: train.apply(v, x, mutable=["batch_stats"]))(variables, x)
+    x64 = x.astype(np.float64).reshape(-1, 3)
+    n = len(x64)
+    mean, var = x64.mean(0), x64.var(0)  # PyTorch normalises with the biased variance ...
+    expected = (x64 - mean) / np.sqrt(var + 1e-5) * variables["params"]["scale"] + variables["params"]["bias"]
+    np.testing.assert_allclose(np.asarray(y).reshape(-1, 3), expected, rtol=1e-5, atol=1e-5)
+    stats = variables["batch_stats"]
+    np.testing.assert_allclose(updates["batch_stats"]["mean"], 0.9 * stats["mean"] + 0.1 * mean, rtol=1e-5)
+    # ... and keeps the unbiased one in its running average.
+    np.testing.assert_allclose(updates["batch_stats"]["var"], 0.9 * stats["var"] + 0.1 * var * n / (n - 1), rtol=1e-5)
+    infer = batch_norm(False, "bn")
+    y_eval = infer.apply(variables, x)
+    expected_eval = ((x64 - stats["mean"]) / np.sqrt(stats["var"] + 1e-5) * variables["params"]["scale"]
+                     + variables["params"]["bias"])
+    np.testing.assert_allclose(np.asarray(y_eval).reshape(-1, 3), expected_eval, rtol=1e-5, atol=1e-5)
+    # Gradients flow through the batch statistics in training mode (as PyTorch's autograd does):
+    # the per-channel sum of the output is n * bias whatever x is, so its gradient is exactly 0.
+    grad = jax.grad(lambda x: jnp.sum(train.apply(variables, x, mutable=["batch_stats"])[0]))(x)
+    np.testing.assert_allclose(grad, 0.0, atol=1e-5)
