@@ -194,6 +194,11 @@ def run_evaluation(workdir: str, split: str | None = None, checkpoint: str = "be
         source = _First(source, limit)
     if len(source) == 0:
         raise UserError(f"split {split!r} of {config.data.name!r} holds no samples")
+    num_vertices = len(model.topology.template_vertices_m)
+    if source[0]["verts_r_m"].shape[1] != num_vertices:
+        raise UserError(f"the run's hand topology ({config.model.topology!r}) has {num_vertices} vertices but "
+                        f"{config.data.name!r} meshes have {source[0]['verts_r_m'].shape[1]}: evaluate with the "
+                        "topology the dataset was built with")
     predict_fn = predict_fn or _predict_function(model, variables)
     out_dir = out_dir or workdir
     os.makedirs(out_dir, exist_ok=True)
