@@ -60,6 +60,14 @@ def create_train_state(model: H2ONet, optimizer: optax.GradientTransformation, k
                       optimizer.init(variables["params"]))
 
 
+def _model_inputs(model: H2ONet, batch: dict[str, jax.Array]):
+    """(images, occ_labels) for the model's own frame count: a single-frame model trained or
+    evaluated on triplet batches sees frame 0 only (the losses slice their targets the same way)."""
+    frames = model.config.num_frames
+    occ_labels = batch.get("occ_labels")
+    return batch["image"][:, :frames], None if occ_labels is None else occ_labels[:, :frames]
+
+
 def make_train_step(model: H2ONet, optimizer: optax.GradientTransformation, loss_config: LossConfig
                     ) -> Callable[[TrainState, dict[str, jax.Array]], tuple[TrainState, dict[str, jax.Array]]]:
     """A pure (state, batch) -> (state, metrics) step; metrics are the loss terms + grad norm."""
@@ -68,9 +76,10 @@ def make_train_step(model: H2ONet, optimizer: optax.GradientTransformation, loss
 
     def train_step(state: TrainState, batch: dict[str, jax.Array]):
         def loss_fn(params):
+            images, occ_labels = _model_inputs(model, batch)
             outputs, updates = model.apply(
-                {"params": params, "batch_stats": state.batch_stats}, batch["image"], train=True,
-                occ_labels=batch.get("occ_labels"), mutable=["batch_stats"])
+                {"params": params, "batch_stats": state.batch_stats}, images, train=True,
+                occ_labels=occ_labels, mutable=["batch_stats"])
             terms = h2onet_loss(outputs, batch, faces, loss_config, multi_frame)
             return terms["total"], (terms, updates["batch_stats"])
 
@@ -87,7 +96,8 @@ def make_predict_step(model: H2ONet) -> Callable[[TrainState, dict[str, jax.Arra
     """Inference outputs (frame 0) with running BatchNorm statistics."""
 
     def predict_step(state: TrainState, batch: dict[str, jax.Array]):
-        return model.apply({"params": state.params, "batch_stats": state.batch_stats}, batch["image"],
-                           occ_labels=batch.get("occ_labels"))
+        images, occ_labels = _model_inputs(model, batch)
+        return model.apply({"params": state.params, "batch_stats": state.batch_stats}, images,
+                           occ_labels=occ_labels)
 
     return predict_step
