@@ -35,7 +35,7 @@ class SceneConfig:
     frames_per_sequence: int = 100
     hold_probability: float = 0.6
     occluder_events_per_100_frames: float = 4.0
-    whole_hand_occluder_share: float = 0.25
+    whole_hand_occluder_share: float = 0.2
     depth_range_m: tuple[float, float] = (0.35, 0.65)
 
 
