@@ -29,7 +29,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from experiments.common import UserError, restore_run, sample_source
+from experiments.common import FirstSamples, UserError, restore_run, sample_source
 from h2o_jax.metrics import OCCLUSION_CATEGORIES, MetricAccumulator, root_align, sample_metrics
 
 # Column name -> key of `MetricAccumulator` reports, in the paper's Table 1 order (PA first).
@@ -129,21 +129,6 @@ def evaluate_predictions(pred_joints_m: np.ndarray, pred_verts_m: np.ndarray, gt
     return collector.results()
 
 
-class _First:
-    """The first `limit` samples of a source."""
-
-    def __init__(self, source, limit: int):
-        self.source, self.limit = source, min(limit, len(source))
-
-    def __len__(self) -> int:
-        return self.limit
-
-    def __getitem__(self, index: int):
-        if not 0 <= index < self.limit:
-            raise IndexError(f"sample index {index} out of range for {self.limit} samples")
-        return self.source[index]
-
-
 def format_table(results: dict[str, Any]) -> str:
     """The metrics as a text table: one row per group (overall, then occlusion categories)."""
     rows = [("overall", results["overall"])] + [(f"occl. {name}", results["by_occlusion"][name])
@@ -191,7 +176,7 @@ def run_evaluation(workdir: str, split: str | None = None, checkpoint: str = "be
     split = split or config.data.get("eval_split", "test")
     source = sample_source(config.data, split, train=False)
     if limit:
-        source = _First(source, limit)
+        source = FirstSamples(source, limit)
     if len(source) == 0:
         raise UserError(f"split {split!r} of {config.data.name!r} holds no samples")
     num_vertices = len(model.topology.template_vertices_m)

@@ -29,7 +29,7 @@ import numpy as np
 
 from data_loaders.pipeline import SampleSource, make_train_dataset
 from experiments.checkpointing import Checkpoints
-from experiments.common import UserError, build_topology, sample_source
+from experiments.common import FirstSamples, UserError, build_topology, sample_source
 from experiments.writers import MetricWriter, StepTimer, every, format_eta
 from h2o_jax.config import LossConfig, model_config_for
 from h2o_jax.metrics import MetricAccumulator, root_align, sample_metrics
@@ -209,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> TrainState:
         if config.train.eval_every:
             eval_source = sample_source(config.data, config.data.eval_split, train=False)
             if config.data.eval_limit:
-                eval_source = _Subset(eval_source, int(config.data.eval_limit))
+                eval_source = FirstSamples(eval_source, int(config.data.eval_limit))
         state = train_and_evaluate(config, workdir, train_source, eval_source, stop_after_steps=stop_after_steps)
     except UserError as err:
         sys.exit(f"error: {err}")
@@ -222,21 +222,6 @@ def main(argv: Sequence[str] | None = None) -> TrainState:
     print(f"done: checkpoints in {os.path.join(workdir, 'checkpoints')}, metrics in "
           f"{os.path.join(workdir, 'metrics.jsonl')}")
     return state
-
-
-class _Subset:
-    """The first `limit` samples of a source (evaluation during training)."""
-
-    def __init__(self, source, limit: int):
-        self.source, self.limit = source, min(limit, len(source))
-
-    def __len__(self) -> int:
-        return self.limit
-
-    def __getitem__(self, index: int):
-        if not 0 <= index < self.limit:
-            raise IndexError(index)
-        return self.source[index]
 
 
 if __name__ == "__main__":
