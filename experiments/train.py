@@ -164,37 +164,53 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, train_so
 
 
 def _load_config_flags(argv):
-    from absl import flags
-    from ml_collections import config_flags
+    """(config, workdir, stop_after_steps) from `--config FILE[:PRESET]`, `--workdir DIR`,
+    `--stop_after_steps N` and any `--config.a.b=VALUE` overrides (typed like the value they
+    replace; the config is locked, so an unknown key is an error)."""
+    import argparse
+    import ast
+    import importlib.util
 
-    flag_values = flags.FlagValues()
-    config_flags.DEFINE_config_file("config", "experiments/configs/synthetic.py:cpu",
-                                    "training config file[:preset]", flag_values=flag_values, lock_config=True)
-    flags.DEFINE_string("workdir", "runs/synthetic_cpu", "run directory (checkpoints, metrics)", flag_values=flag_values)
-    flags.DEFINE_integer("stop_after_steps", None, "end this call after N steps (resume later)",
-                         flag_values=flag_values)
+    parser = argparse.ArgumentParser(prog="python -m experiments.train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="experiments/configs/synthetic.py:cpu")
+    parser.add_argument("--workdir", default="runs/synthetic_cpu")
+    parser.add_argument("--stop_after_steps", type=int, default=None)
+    args, rest = parser.parse_known_args(list(argv)[1:])
+    path, _, preset = args.config.partition(":")
+    if not os.path.exists(path):
+        raise UserError(f"bad config or flags: config file {path!r} not found")
+    spec = importlib.util.spec_from_file_location("train_config", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
     try:
-        flag_values(list(argv))
-        return flag_values.config, flag_values.workdir, flag_values.stop_after_steps
-    except (flags.Error, KeyError, AttributeError, ValueError, FileNotFoundError, TypeError) as err:
-        message = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
-        raise UserError(f"bad config or flags: {message}") from None
-
-
-def _init_from_run(state: TrainState, run_dir: str) -> TrainState:
-    """Starts from another run's best (else latest) weights: the official stage 1 -> stage 2."""
-    source = Checkpoints(run_dir)
-    try:
-        variables, step = source.restore_variables(best=True)
-    except FileNotFoundError as err:
-        raise UserError(f"train.init_from={run_dir!r}: {err}") from None
-    finally:
-        source.close()
-    as_state = lambda tree, ref: jax.tree.map(lambda v, r: jax.device_put(jnp.asarray(v, r.dtype), r.sharding),
-                                              tree, ref)  # noqa: E731
-    log.info("initialised from %s (step %d)", run_dir, step)
-    return state.replace(params=as_state(variables["params"], state.params),
-                         batch_stats=as_state(variables["batch_stats"], state.batch_stats))
+        config = module.get_config(preset) if preset else module.get_config()
+    except ValueError as err:
+        raise UserError(f"bad config or flags: {err}") from None
+    for item in rest:
+        key, eq, text = item.partition("=")
+        if not key.startswith("--config.") or not eq:
+            raise UserError(f"bad config or flags: unknown argument {item!r} (use --config.a.b=VALUE)")
+        *parents, leaf = key[len("--config."):].split(".")
+        node = config
+        try:
+            for name in parents:
+                node = node[name]
+            old = node[leaf]
+        except (KeyError, AttributeError, TypeError):
+            raise UserError(f"bad config or flags: the config has no field {key[2:]!r}") from None
+        if isinstance(old, str):
+            value = text
+        else:
+            try:
+                value = ast.literal_eval(text)
+            except (ValueError, SyntaxError):
+                raise UserError(f"bad config or flags: {key[2:]}={text!r} is not a {type(old).__name__}") from None
+        try:
+            node[leaf] = type(old)(value) if isinstance(old, (bool, int, float)) and not isinstance(value, type(old)) else value
+        except (TypeError, ValueError) as err:
+            raise UserError(f"bad config or flags: {key[2:]}: {err}") from None
+    return config, args.workdir, args.stop_after_steps
 
 
 def main(argv: Sequence[str] | None = None) -> TrainState:

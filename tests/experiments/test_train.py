@@ -74,7 +74,10 @@ def test_nan_guard_names_the_step_range_and_keeps_the_checkpoint(tmp_path):
 
 
 def test_command_line_errors_are_one_line(tmp_path):
-    with pytest.raises(SystemExit, match="not found"):
-        train.main(["--config", str(tmp_path / "missing.py")])
-    with pytest.raises(SystemExit, match="not available in this version"):
-        train.main(["--workdir", str(tmp_path / "w")])
+    workdir = ["--workdir", str(tmp_path / "w")]
+    with pytest.raises(SystemExit, match="error: bad config or flags"):
+        train.main(["--config", str(tmp_path / "missing.py"), *workdir])
+    with pytest.raises(SystemExit, match="error: bad config or flags"):  # a typo in an override
+        train.main(["--config", "experiments/configs/synthetic.py:tiny", "--config.train.num_stepz=3", *workdir])
+    with pytest.raises(SystemExit, match="error: unknown dataset 'nope'"):
+        train.main(["--config", "experiments/configs/synthetic.py:tiny", "--config.data.name=nope", *workdir])
