@@ -16,19 +16,12 @@ number of shape parameters.
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 
-from data_loaders.features import CROP_SIZE_PX, NUM_JOINTS, NUM_OCC_HEADS
+from data_loaders.features import CROP_SIZE_PX, NUM_JOINTS, NUM_OCC_HEADS, FeatureSpec
 
 
-@dataclasses.dataclass(frozen=True)
-class RecordSpec:
-    shape: tuple[int | str, ...]
-    dtype: type
-    doc: str
-
+RecordSpec = FeatureSpec  # one (shape, dtype, doc) spec type for records and batches
 
 FRAME_FEATURES: dict[str, RecordSpec] = {
     "image": RecordSpec((CROP_SIZE_PX, CROP_SIZE_PX, 3), np.uint8, "RGB crop"),

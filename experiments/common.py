@@ -85,8 +85,9 @@ def open_records(data: ml_collections.ConfigDict, split: str):
         builder = tfds.builder(name, data_dir=data_dir)
         if not builder.is_prepared():
             raise UserError(
-                f"dataset {name!r} is not prepared in {data_dir}: download it by hand and run "
-                f"`python -m data_loaders.prepare {name} --manual-dir DIR --mano PATH` (README 'Data')")
+                f"dataset {name!r} is not prepared in {data_dir}: download it by hand and build it with "
+                f"tfds.builder({name!r}, mano_path=...).download_and_prepare(download_config="
+                "tfds.download.DownloadConfig(manual_dir=...)) (README 'Data')")
     else:
         raise UserError(f"unknown dataset {name!r}: use synthetic/tiny, synthetic/small, synthetic/default, "
                         "dexycb or ho3d_v2")

@@ -43,9 +43,10 @@ from scipy.spatial.transform import Rotation
 from data_loaders import crop
 from data_loaders.dexycb import frames
 from data_loaders.records import tfds_features
+from h2o_jax.hand.mano import NATIVE_TO_COMMON as _NATIVE_TO_COMMON
 
 # data_formats 0.3: common = native[P].
-NATIVE_TO_COMMON = np.array([0, 13, 14, 15, 16, 1, 2, 3, 17, 4, 5, 6, 18, 10, 11, 12, 19, 7, 8, 9, 20])
+NATIVE_TO_COMMON = np.asarray(_NATIVE_TO_COMMON)
 OPENGL_TO_OPENCV = np.diag([1.0, -1.0, -1.0])  # F: y -> -y, z -> -z; its own inverse
 SPLITS = {"train": "train.txt", "evaluation": "evaluation.txt"}
 

@@ -21,16 +21,13 @@ import numpy as np
 
 from h2o_jax.hand import builtin
 from h2o_jax.hand.hierarchy import build_hierarchy
+from h2o_jax.hand.mano import MANO_FINGERTIP_VERTICES, NATIVE_TO_COMMON
 from h2o_jax.hand.spirals import build_spirals
 from h2o_jax.hand.topology import MeshTopology, save_topology
 
-# Row permutation from MANO-native 21 (16 joints + tips thumb..pinky) to the common 21 order
-# (data_formats.md 0.3).
-MANO_TO_COMMON = np.array([0, 13, 14, 15, 16, 1, 2, 3, 17, 4, 5, 6, 18, 10, 11, 12, 19, 7, 8, 9, 20])
 # Part id of each MANO joint (0 thumb, 1 index, 2 middle, 3 ring, 4 little, 5 palm).
 JOINT_PART = np.array([5, 1, 1, 1, 2, 2, 2, 4, 4, 4, 3, 3, 3, 0, 0, 0], np.int32)
-# manopth's layer tips for the right MANO (data_formats.md 1.7): thumb, index, middle, ring, pinky.
-MANO_FINGERTIPS = (745, 317, 444, 556, 673)
+MANO_FINGERTIPS = MANO_FINGERTIP_VERTICES  # manopth's layer tips (data_formats.md 1.7)
 
 
 def common_joint_regressor(joint_regressor16: np.ndarray, fingertip_vertices) -> np.ndarray:
@@ -38,7 +35,7 @@ def common_joint_regressor(joint_regressor16: np.ndarray, fingertip_vertices) ->
     regressor16 = np.asarray(joint_regressor16, np.float64)
     tips = np.zeros((5, regressor16.shape[1]))
     tips[np.arange(5), np.asarray(fingertip_vertices)] = 1.0
-    return np.concatenate([regressor16, tips])[MANO_TO_COMMON]
+    return np.concatenate([regressor16, tips])[np.asarray(NATIVE_TO_COMMON)]
 
 
 def parts_from_skin_weights(skin_weights: np.ndarray) -> np.ndarray:

@@ -23,12 +23,13 @@ hand towards +y (the palm faces -y), the thumb on the -z side. Part ids: 0 thumb
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 
-MANO_PARENTS = (-1, 0, 1, 2, 0, 4, 5, 0, 7, 8, 0, 10, 11, 0, 13, 14)
-# MANO joint ids of each finger's chain (proximal first), anatomical order thumb .. little.
-FINGER_CHAINS = ((13, 14, 15), (1, 2, 3), (4, 5, 6), (10, 11, 12), (7, 8, 9))
+from h2o_jax.hand.mano import MANO_PARENTS  # noqa: F401  (re-exported: the tree this hand follows)
+from h2o_jax.hand.poses import FINGER_CHAINS
+
 PALM_PART = 5
 NUM_SHAPE = 10
 SHAPE_NAMES = (
@@ -297,16 +298,11 @@ def _taubin(vertices, faces, steps=_TAUBIN_STEPS, lam=0.5, mu=-0.53):
     return v
 
 
-_CONN_CACHE: list = []
-
-
-def _cached_connectivity():
-    if not _CONN_CACHE:
-        conn, quads, tube_quads, fans = _connectivity()
-        rest = _positions(HandProportions(), conn)
-        faces = _orient(rest, quads, tube_quads, fans, conn)
-        _CONN_CACHE.append(dataclasses.replace(conn, faces=faces))
-    return _CONN_CACHE[0]
+@functools.cache
+def _cached_connectivity() -> _Connectivity:
+    conn, quads, tube_quads, fans = _connectivity()
+    faces = _orient(_positions(HandProportions(), conn), quads, tube_quads, fans, conn)
+    return dataclasses.replace(conn, faces=faces)
 
 
 def hand_vertices(proportions: HandProportions = HandProportions()) -> np.ndarray:
@@ -316,7 +312,6 @@ def hand_vertices(proportions: HandProportions = HandProportions()) -> np.ndarra
 
 
 def _joint_regressor16(conn: _Connectivity) -> np.ndarray:
-    nx = _PALM_CELLS[0]
     regressor = np.zeros((16, conn.num_vertices))
     wrist = np.flatnonzero(conn.palm_grid[:, 0] == 0)
     regressor[0, wrist] = 1.0 / len(wrist)
@@ -324,7 +319,6 @@ def _joint_regressor16(conn: _Connectivity) -> np.ndarray:
         rings = [conn.base_loops[finger], conn.rings[finger][2], conn.rings[finger][4]]
         for joint, ring in zip(chain, rings):
             regressor[joint, ring] = 1.0 / len(ring)
-    del nx
     return regressor
 
 

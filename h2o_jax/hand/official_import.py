@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse
 
+from h2o_jax.hand.mano import NATIVE_TO_COMMON
 from h2o_jax.hand.spirals import build_spirals
 from h2o_jax.hand.topology import NUM_JOINTS, PALM_PART, MeshTopology
 from h2o_jax.ops import resample_table_from_sparse
@@ -39,7 +40,6 @@ from h2o_jax.ops import resample_table_from_sparse
 # Fingertip vertices of the official regressor's one-hot rows (thumb, index, middle, ring, little).
 OFFICIAL_FINGERTIP_VERTICES = (745, 317, 445, 556, 673)
 # MANO-native 21 order (16 MANO joints + 5 tips) -> common order: common = native[P].
-NATIVE_TO_COMMON = (0, 13, 14, 15, 16, 1, 2, 3, 17, 4, 5, 6, 18, 10, 11, 12, 19, 7, 8, 9, 20)
 # Rows of the fingertips in the common 21-joint order.
 COMMON_TIP_ROWS = (4, 8, 12, 16, 20)
 # MobRecon's template/j_reg.npy has one-hot rows 16..20 at these vertices; it is not the official
