@@ -320,5 +320,5 @@ def test_user_errors_are_one_line(run_dir, restored, tmp_path, monkeypatch):
     config = copy.deepcopy(config)
     config.data.update(name="dexycb", data_dir=str(tmp_path / "tfds"))
     monkeypatch.setattr(evaluate, "restore_run", lambda workdir, which: (config, model, variables, step))
-.*download_and_prepare"):
+    with pytest.raises(SystemExit, match=r"^error: dataset 'dexycb' is not prepared in .*download_and_prepare"):
         evaluate.main(["--workdir", run_dir])
