@@ -42,11 +42,11 @@ def build_topology(spec: str) -> MeshTopology:
         parts = spec.split(":")
         return load_official_topology(parts[1], joint_regressor_path=parts[2] if len(parts) > 2 else None)
     if spec.startswith("mano:"):
-        from h2o_jax.hand.build_topology import MANO_FINGERTIPS, parts_from_skin_weights, topology_from_mano_dict
+        from h2o_jax.hand.build_topology import MANO_FINGERTIPS, hand_vertex_parts, topology_from_mano_dict
         from h2o_jax.hand.mano_io import load_mano_dict
 
         mano = load_mano_dict(spec[len("mano:"):])
-        return topology_from_mano_dict(mano, parts_from_skin_weights(mano["weights"]), MANO_FINGERTIPS)
+        return topology_from_mano_dict(mano, hand_vertex_parts(mano["weights"]), MANO_FINGERTIPS)
     if spec.endswith(".npz"):
         if not os.path.exists(spec):
             raise UserError(f"topology file {spec!r} does not exist")

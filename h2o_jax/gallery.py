@@ -23,13 +23,13 @@ def pose_gallery(model: HandModel, poses: np.ndarray | None = None, vertex_part:
     seen from the palm side, coloured by part (parts from the skinning weights when not given)."""
     import jax.numpy as jnp
 
-    from h2o_jax.hand.build_topology import parts_from_skin_weights
+    from h2o_jax.hand.build_topology import hand_vertex_parts
 
     betas = jnp.zeros(model.num_betas)
     rest = np.asarray(hand_forward(model, jnp.zeros(48), betas, flat_hand_mean=True)["joints16_m"], np.float64)
     poses = example_poses(rest) if poses is None else np.asarray(poses, np.float64)
     if vertex_part is None:
-        vertex_part = parts_from_skin_weights(np.asarray(model.skin_weights))
+        vertex_part = hand_vertex_parts(np.asarray(model.skin_weights))
     colours = PART_COLOURS[np.asarray(vertex_part)]
     # Camera looking at the palm: the palm normal points towards the camera (-z).
     palm_normal = np.cross(rest[1] - rest[0], rest[7] - rest[0])

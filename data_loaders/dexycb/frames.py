@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from data_loaders import crop
-from data_loaders.dexycb.mano_parts import MANO_NUM_FACES, MANO_NUM_VERTICES, mano_face_part, mano_vertex_part
+from h2o_jax.hand.mano_parts import MANO_NUM_FACES, MANO_NUM_VERTICES, mano_face_part, mano_vertex_part
 from data_loaders.features import CROP_SIZE_PX, NUM_OCC_HEADS
 from data_loaders.records import FRAME_FEATURES, check_record
 

@@ -15,7 +15,7 @@ def make_rig(mano_path: str | None = None) -> HandRig:
     applied, whichever model drew it. MANO's part labels come from its skinning weights.
     """
     from h2o_jax.hand import builtin_hand_model, builtin_topology
-    from h2o_jax.hand.build_topology import parts_from_skin_weights
+    from h2o_jax.hand.build_topology import hand_vertex_parts
     from h2o_jax.hand.mano import hand_forward, load_hand_model
 
     if mano_path is None:
@@ -23,7 +23,7 @@ def make_rig(mano_path: str | None = None) -> HandRig:
         vertex_part = np.asarray(builtin_topology().vertex_part)
     else:
         model = load_hand_model(mano_path)
-        vertex_part = parts_from_skin_weights(np.asarray(model.skin_weights))
+        vertex_part = hand_vertex_parts(np.asarray(model.skin_weights))
 
     @jax.jit
     def forward(pose, betas):

@@ -22,6 +22,7 @@ import numpy as np
 from h2o_jax.hand import builtin
 from h2o_jax.hand.hierarchy import build_hierarchy
 from h2o_jax.hand.mano import MANO_FINGERTIP_VERTICES, NATIVE_TO_COMMON
+from h2o_jax.hand.mano_parts import MANO_NUM_VERTICES, mano_vertex_part
 from h2o_jax.hand.spirals import build_spirals
 from h2o_jax.hand.topology import MeshTopology, save_topology
 
@@ -41,6 +42,16 @@ def common_joint_regressor(joint_regressor16: np.ndarray, fingertip_vertices) ->
 def parts_from_skin_weights(skin_weights: np.ndarray) -> np.ndarray:
     """[V] part id of the joint with the largest skinning weight (how MANO vertices are split)."""
     return JOINT_PART[np.argmax(np.asarray(skin_weights), axis=1)]
+
+
+def hand_vertex_parts(skin_weights: np.ndarray) -> np.ndarray:
+    """[V] part ids (0 thumb .. 4 little, 5 palm) of a MANO-format hand: the official H2ONet
+    lists for the 778-vertex MANO mesh (the network fuses with them, architecture.md C.3),
+    ``parts_from_skin_weights`` for any other mesh (the built-in hand)."""
+    skin_weights = np.asarray(skin_weights)
+    if len(skin_weights) == MANO_NUM_VERTICES:
+        return mano_vertex_part()
+    return parts_from_skin_weights(skin_weights)
 
 
 def topology_from_mano_dict(mano: dict, vertex_part: np.ndarray, fingertip_vertices,
@@ -115,7 +126,7 @@ def main(argv=None) -> int:
     except (FileNotFoundError, KeyError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    topology = topology_from_mano_dict(mano, parts_from_skin_weights(mano["weights"]), MANO_FINGERTIPS,
+    topology = topology_from_mano_dict(mano, hand_vertex_parts(mano["weights"]), MANO_FINGERTIPS,
                                        num_levels=args.num_levels)
     save_topology(topology, args.out_path)
     print(f"wrote {args.out_path} (levels {topology.level_num_vertices})")

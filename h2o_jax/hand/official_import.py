@@ -33,6 +33,7 @@ import numpy as np
 import scipy.sparse
 
 from h2o_jax.hand.mano import NATIVE_TO_COMMON
+from h2o_jax.hand.mano_parts import MANO_NUM_VERTICES, mano_vertex_part
 from h2o_jax.hand.spirals import build_spirals
 from h2o_jax.hand.topology import NUM_JOINTS, PALM_PART, MeshTopology
 from h2o_jax.ops import resample_table_from_sparse
@@ -358,9 +359,11 @@ def load_official_topology(
     Returns:
       The topology: level-0 template vertices from ``template.ply`` (float32, metres), faces and
       level faces, down/up tables (``resample_table_from_sparse``) and spirals from the pickle;
-      ``vertex_part`` from :func:`assign_vertex_parts` on the regressed template joints;
-      fingertips ``OFFICIAL_FINGERTIP_VERTICES`` when V = 778, else the one-hot tip rows of the
-      regressor.
+      when V = 778 (MANO), ``vertex_part`` = the official part lists
+      (:func:`h2o_jax.hand.mano_parts.mano_vertex_part`, what the official network fuses with)
+      and fingertips ``OFFICIAL_FINGERTIP_VERTICES``; otherwise parts from
+      :func:`assign_vertex_parts` on the regressed template joints and fingertips from the
+      one-hot tip rows of the regressor.
 
     Raises:
       FileNotFoundError naming a missing file; KeyError naming the file and a missing key;
@@ -417,15 +420,18 @@ def load_official_topology(
 
     template_m = template_vertices.astype(np.float32)
     joints_m = regressor.astype(np.float64) @ template_vertices
-    if sizes[0] == 778:
+    if sizes[0] == MANO_NUM_VERTICES:
+        # The official network fuses with the label script's hand-made part lists (arch. C.3).
         fingertips = np.array(OFFICIAL_FINGERTIP_VERTICES, np.int32)
+        vertex_part = mano_vertex_part()
     else:
         fingertips = _fingertips_from_regressor(regressor, os.fspath(joint_regressor_path))
+        vertex_part = assign_vertex_parts(template_vertices, joints_m)
 
     return MeshTopology(
         template_vertices_m=template_m,
         faces=level_faces[0].astype(np.int32),
-        vertex_part=assign_vertex_parts(template_vertices, joints_m),
+        vertex_part=vertex_part,
         fingertip_vertices=fingertips,
         joint_regressor=regressor,
         level_faces=tuple(f.astype(np.int32) for f in level_faces),

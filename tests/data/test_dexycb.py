@@ -11,7 +11,7 @@ import tensorflow_datasets as tfds
 
 from data_loaders import crop
 from data_loaders.dexycb import DexYCB
-from data_loaders.dexycb.mano_parts import mano_face_part, mano_vertex_part
+from h2o_jax.hand.mano_parts import mano_face_part, mano_vertex_part
 from data_loaders.records import check_record
 from hand.mano_fixtures import write_fake_mano_pkl
 from real_fixtures import (

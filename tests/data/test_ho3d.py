@@ -11,7 +11,7 @@ import tensorflow_datasets as tfds
 from scipy.spatial.transform import Rotation
 
 from data_loaders import crop
-from data_loaders.dexycb.mano_parts import mano_face_part, mano_vertex_part
+from h2o_jax.hand.mano_parts import mano_face_part, mano_vertex_part
 from data_loaders.ho3d import HO3DV2, NATIVE_TO_COMMON, load_meta
 from data_loaders.records import check_record
 from hand.mano_fixtures import write_fake_mano_pkl

@@ -135,3 +135,15 @@ def test_builtin_skinning_matches_the_naive_float64_reference(hand):
     # Zero pose and shape give the template; the shipped model equals the generator's dict.
     rest = hand_forward(model, np.zeros(48, np.float32), np.zeros(10, np.float32), flat_hand_mean=True)
     np.testing.assert_allclose(rest["vertices_m"], hand["v_template"], atol=1e-6)
+
+
+def test_hand_vertex_parts_use_the_official_lists_for_mano_only(hand):
+    """778 vertices (MANO): architecture.md 16.1's lists whatever the skinning says; any other
+    mesh: the joint with the largest skinning weight."""
+    from h2o_jax.hand.build_topology import JOINT_PART, hand_vertex_parts
+
+    np.testing.assert_array_equal(hand_vertex_parts(hand["weights"]), JOINT_PART[np.argmax(hand["weights"], 1)])
+    mano_weights = np.random.default_rng(0).dirichlet(np.ones(16), size=778)
+    parts = hand_vertex_parts(mano_weights)
+    np.testing.assert_array_equal(np.bincount(parts, minlength=6), [100, 122, 119, 124, 122, 191])
+    np.testing.assert_array_equal(parts[[6, 10, 46, 185, 76, 161, 0, 777]], [0, 0, 1, 2, 3, 4, 5, 5])

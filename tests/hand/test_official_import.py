@@ -304,6 +304,11 @@ def test_official_faces_give_the_official_spirals(tmp_path):
                   topo.up_weights[level].ravel())
         np.testing.assert_allclose(dense, up.toarray(), rtol=1e-6)
     np.testing.assert_array_equal(topo.fingertip_vertices, OFFICIAL_FINGERTIP_VERTICES)
+    # The part lists of architecture.md 16.1 / C.3 (what the official network fuses with), not
+    # the nearest-bone approximation: per-part counts and the first vertex of each longest run.
+    np.testing.assert_array_equal(np.bincount(topo.vertex_part, minlength=6), [100, 122, 119, 124, 122, 191])
+    np.testing.assert_array_equal(topo.vertex_part[[697, 768, 294, 356, 468, 580, 696, 0, 769, 777]],
+                                  [0, 0, 1, 2, 3, 4, 4, 5, 5, 5])
 
 
 def test_mobrecon_regressor_is_rejected(tmp_path):

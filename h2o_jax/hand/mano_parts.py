@@ -3,16 +3,19 @@
 Part ids as everywhere in h2o_jax: 0 thumb, 1 index, 2 middle, 3 ring, 4 little, 5 palm. The
 released script lists vertex and face sets by hand (occ_label_preparation/seg.py); both sets
 partition the mesh. Faces are labelled from the face sets rather than from a vertex majority so
-computed labels follow the released generator. Shared by the Dex-YCB and HO3D-v2 builders.
+computed labels follow the released generator. The multi-frame network fuses per-finger
+features with the same vertex lists (architecture.md C.3), so MANO topologies take their
+``vertex_part`` from here too; the Dex-YCB and HO3D-v2 builders use both lists for labels.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from h2o_jax.hand.topology import PALM_PART
+
 MANO_NUM_VERTICES = 778
 MANO_NUM_FACES = 1538
-PALM_PART = 5
 
 # Inclusive ranges per finger part (thumb, index, middle, ring, little); the palm is the rest.
 _FINGER_VERTEX_RANGES = (
