@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import jax
 import orbax.checkpoint as ocp
 
 
@@ -71,14 +72,23 @@ class Checkpoints:
     def restore_variables(self, best: bool = True) -> tuple[dict[str, Any], int]:
         """({"params", "batch_stats"}, step) of the best checkpoint (or the latest when there is no
         best one, or `best` is False), read without a template: evaluation, demo and benchmark
-        need the model only, whatever optimiser trained it."""
+        need the model only, whatever optimiser trained it. Only those two subtrees are read
+        (the optimiser moments, twice the size of the weights for Adam, stay on disk)."""
         manager = self.best if best and self.best.latest_step() is not None else self.latest
         step = manager.latest_step()
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {os.path.dirname(str(manager.directory))}")
-        restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
-        state = restored["state"]
-        return {"params": state["params"], "batch_stats": state["batch_stats"]}, int(step)
+        # The managers bind "state" to the standard handler, which has no partial restore; the
+        # pytree handler reads the same files.
+        state_dir = os.path.join(str(manager.directory), str(step), "state")
+        device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        with ocp.Checkpointer(ocp.PyTreeCheckpointHandler()) as reader:
+            tree = reader.metadata(state_dir).item_metadata.tree
+            wanted = {key: tree[key] for key in ("params", "batch_stats")}
+            restore_args = jax.tree.map(lambda _: ocp.ArrayRestoreArgs(sharding=device), wanted)
+            variables = reader.restore(state_dir, args=ocp.args.PyTreeRestore(
+                item=wanted, restore_args=restore_args, partial_restore=True))
+        return {"params": variables["params"], "batch_stats": variables["batch_stats"]}, int(step)
 
     def wait(self) -> None:
         self.latest.wait_until_finished()
