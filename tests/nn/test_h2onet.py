@@ -253,11 +253,30 @@ def test_tiny_model_overfits_eight_samples():
     assert losses[-1] < losses[0] / 10, (losses[0], losses[-1])
 
 
-def test_bad_images_shape_is_named():
+@pytest.mark.parametrize("shape,dtype,message", [
+    ((2, 128, 128, 3), jnp.float32, r"images must have shape \[B, T=3, 128, 128, 3\].*got \(2, 128, 128, 3\)"),
+    ((2, 2, 128, 128, 3), jnp.float32, r"T=3.*got \(2, 2, 128, 128, 3\)"),
+    ((2, 3, 96, 96, 3), jnp.float32, r"got \(2, 3, 96, 96, 3\)"),
+    ((2, 3, 128, 128, 4), jnp.float32, r"got \(2, 3, 128, 128, 4\)"),
+    ((2, 3, 128, 128, 3), jnp.uint8, r"floating-point RGB in \[0, 1\], got dtype uint8"),
+])
+def test_bad_images_are_named(shape, dtype, message):
+    """Wrong frame count, size, channels or an integer dtype fail at the boundary, under jit too
+    (they are static), before any layer sees them."""
     config = model_config_for("B+D+MF+FO+HO", **TINY)
-    model = H2ONet(topology(), config)
-    with pytest.raises(ValueError, match="images must have shape"):
-        model.init(jax.random.key(0), jnp.zeros((2, 128, 128, 3)))
+    model, variables = init_model(config)
+    with pytest.raises(ValueError, match=message):
+        jax.jit(lambda x: model.apply(variables, x))(jnp.zeros(shape, dtype))
+
+
+def test_bad_stream_frame_is_named():
+    config = model_config_for("B+D+MF+FO+HO", **TINY)
+    model, variables = init_model(config)
+    state = init_stream(model, variables, batch_size=2, frame_gap=2)
+    with pytest.raises(ValueError, match=r"images must have shape \[N, 128, 128, 3\], got \(2, 64, 64, 3\)"):
+        stream_step(model, variables, state, jnp.zeros((2, 64, 64, 3)))
+    with pytest.raises(ValueError, match="got dtype uint8"):
+        stream_step(model, variables, state, jnp.zeros((2, 128, 128, 3), jnp.uint8))
 
 
 def test_config_validation():
