@@ -86,8 +86,8 @@ class DexYCB(tfds.core.GeneratorBasedBuilder):
     RELEASE_NOTES = {"1.0.0": "S0 train/test from HandOccNet's JSONs; left hands mirrored."}
     BUILDER_CONFIGS = [DexYCBConfig(name="s0", description="Dex-YCB setup S0 (HandOccNet annotation JSONs)")]
     MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
-    # TFDS derives this from the module's package with a lazy `importlib_resources` import that
-    # is not installed (tfds 4.9.10); the file itself is what it wants.
+    # TFDS would derive this from the module's package through `importlib_resources`; the file
+    # itself is what it wants, and naming it keeps the builder independent of that lookup.
     code_path = epath.Path(__file__)
 
     def __init__(self, *, mano_path: str | os.PathLike[str] | None = None, **kwargs):

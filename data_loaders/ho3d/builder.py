@@ -90,8 +90,8 @@ class HO3DV2(tfds.core.GeneratorBasedBuilder):
     RELEASE_NOTES = {"1.0.0": "train (meta pickles, OpenCV frame) and evaluation (submission order)."}
     BUILDER_CONFIGS = [HO3DV2Config(name="default", description="HO3D-v2 from the meta pickles")]
     MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
-    # TFDS derives this from the module's package with a lazy `importlib_resources` import that
-    # is not installed (tfds 4.9.10); the file itself is what it wants.
+    # TFDS would derive this from the module's package through `importlib_resources`; the file
+    # itself is what it wants, and naming it keeps the builder independent of that lookup.
     code_path = epath.Path(__file__)
 
     def __init__(self, *, mano_path: str | os.PathLike[str] | None = None, **kwargs):
