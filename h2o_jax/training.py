@@ -16,7 +16,7 @@ from flax import struct
 
 from h2o_jax.config import LossConfig
 from h2o_jax.losses import h2onet_loss
-from h2o_jax.nn import H2ONet
+from h2o_jax.nn import IMAGE_SIZE_PX, H2ONet
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,9 +51,9 @@ class TrainState:
 
 
 def create_train_state(model: H2ONet, optimizer: optax.GradientTransformation, key: jax.Array,
-                       batch_size: int, image_size: int = 128) -> TrainState:
+                       batch_size: int) -> TrainState:
     """Initialises the model (train mode) and the optimiser; returns step 0."""
-    images = jnp.zeros((batch_size, model.config.num_frames, image_size, image_size, 3))
+    images = jnp.zeros((batch_size, model.config.num_frames, IMAGE_SIZE_PX, IMAGE_SIZE_PX, 3))
     occ_labels = jnp.zeros((batch_size, model.config.num_frames, 6), jnp.int32)
     variables = model.init(key, images, train=True, occ_labels=occ_labels)
     return TrainState(jnp.zeros((), jnp.int32), variables["params"], variables["batch_stats"],

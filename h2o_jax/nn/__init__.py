@@ -17,6 +17,6 @@ Parameter-name correspondence with the official PyTorch state dict (used by the 
 * `decoder3d.occ_pred.finger_cls_layer.*` is an alias of `finger_cls_layer_list.4.*`.
 """
 
-from h2o_jax.nn.h2onet import H2ONet
+from h2o_jax.nn.h2onet import IMAGE_SIZE_PX, H2ONet
 
-__all__ = ["H2ONet"]
+__all__ = ["IMAGE_SIZE_PX", "H2ONet"]

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from h2o_jax.nn.h2onet import H2ONet
+from h2o_jax.nn.h2onet import IMAGE_SIZE_PX, H2ONet
 
 
 @struct.dataclass
@@ -29,14 +29,13 @@ class StreamState:
     frame_gap: int = struct.field(pytree_node=False)
 
 
-def init_stream(model: H2ONet, variables: Any, batch_size: int, frame_gap: int,
-                image_size: int = 128) -> StreamState:
+def init_stream(model: H2ONet, variables: Any, batch_size: int, frame_gap: int) -> StreamState:
     """An empty stream state for `batch_size` independent streams with gap k = frame_gap."""
     if frame_gap < 1:
         raise ValueError(f"frame_gap must be >= 1, got {frame_gap}")
     probe = jax.eval_shape(
         lambda x: model.apply(variables, x, method=H2ONet.encode),
-        jax.ShapeDtypeStruct((batch_size, image_size, image_size, 3), jnp.float32))
+        jax.ShapeDtypeStruct((batch_size, IMAGE_SIZE_PX, IMAGE_SIZE_PX, 3), jnp.float32))
     history = {k: jnp.zeros((batch_size, 2 * frame_gap, *v.shape[1:]), v.dtype) for k, v in probe.items()}
     return StreamState(history, jnp.zeros((batch_size,), jnp.int32), frame_gap)
 
