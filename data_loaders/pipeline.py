@@ -278,3 +278,18 @@ def eval_batches(sample_source: SampleSource, batch_size: int, **kwargs) -> list
 
 __all__ = ["SampleSource", "TrainSampleTransform", "assemble_sample", "make_eval_dataset", "make_train_dataset",
            "scan_frame_ids", "eval_batches"]
+
+
+class FirstSamples:
+    """The first `limit` items of a random-access source (evaluation subsets, previews)."""
+
+    def __init__(self, source, limit: int):
+        self.source, self.limit = source, min(limit, len(source))
+
+    def __len__(self) -> int:
+        return self.limit
+
+    def __getitem__(self, index: int):
+        if not 0 <= index < self.limit:
+            raise IndexError(f"sample index {index} out of range for {self.limit} samples")
+        return self.source[index]

@@ -180,12 +180,12 @@ def main(argv: Sequence[str] | None = None) -> str:
     args = parser.parse_args(argv)
     if args.num < 1 or args.limit < 1:
         parser.error("--num and --limit must be >= 1")
-    from data_loaders.pipeline import SampleSource
+    from data_loaders.pipeline import FirstSamples, SampleSource
 
     records = load_records(args.name, args.split, args.data_dir)
     if len(records) == 0:
         raise ValueError(f"split {args.split!r} of {args.name!r} is empty")
-    window = _Prefix(records, min(args.limit, len(records)))
+    window = FirstSamples(records, args.limit)
     gap = args.gap if args.gap is not None else DEFAULT_GAPS.get(args.name.split("/")[0], 5)
     source = SampleSource(window, gap=gap)
     indices = np.unique(np.linspace(0, len(source) - 1, min(args.num, len(source))).round().astype(int))
@@ -201,21 +201,6 @@ def main(argv: Sequence[str] | None = None) -> str:
         raise FileNotFoundError(f"could not write {args.out!r} (does its folder exist?)")
     print(f"wrote {args.out} ({len(samples)} samples of {args.name}:{args.split}, gap {gap})")
     return args.out
-
-
-class _Prefix:
-    """The first `length` records of a random-access source."""
-
-    def __init__(self, records, length: int):
-        self.records, self.length = records, length
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __getitem__(self, index: int):
-        if not 0 <= index < self.length:
-            raise IndexError(f"record {index} out of range for {self.length}")
-        return self.records[index]
 
 
 if __name__ == "__main__":

@@ -107,21 +107,6 @@ def sample_source(data: ml_collections.ConfigDict, split: str, train: bool):
                         train_jitter=train and bool(data.train_jitter), jitter=jitter)
 
 
-class FirstSamples:
-    """The first `limit` samples of a random-access source (evaluation subsets)."""
-
-    def __init__(self, source, limit: int):
-        self.source, self.limit = source, min(limit, len(source))
-
-    def __len__(self) -> int:
-        return self.limit
-
-    def __getitem__(self, index: int):
-        if not 0 <= index < self.limit:
-            raise IndexError(f"sample index {index} out of range for {self.limit} samples")
-        return self.source[index]
-
-
 def load_run_config(workdir: str) -> ml_collections.ConfigDict:
     """The config a training run wrote to `<workdir>/config.json`."""
     path = os.path.join(workdir, "config.json")

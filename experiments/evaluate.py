@@ -29,7 +29,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from experiments.common import FirstSamples, UserError, restore_run, sample_source
+from data_loaders.pipeline import FirstSamples
+from experiments.common import UserError, restore_run, sample_source
 from h2o_jax.metrics import OCCLUSION_CATEGORIES, MetricAccumulator, root_align, sample_metrics
 
 # Column name -> key of `MetricAccumulator` reports, in the paper's Table 1 order (PA first).

@@ -27,9 +27,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from data_loaders.pipeline import SampleSource, make_train_dataset
+from data_loaders.pipeline import FirstSamples, SampleSource, make_train_dataset
 from experiments.checkpointing import Checkpoints
-from experiments.common import FirstSamples, UserError, build_topology, sample_source
+from experiments.common import UserError, build_topology, sample_source
 from experiments.writers import MetricWriter, StepTimer, every, format_eta
 from h2o_jax.config import LossConfig, model_config_for
 from h2o_jax.metrics import MetricAccumulator, root_align, sample_metrics

@@ -8,7 +8,8 @@ from scipy.spatial.transform import Rotation
 
 from data_loaders import preview
 from data_loaders.features import BATCH_FEATURES, check_batch
-from data_loaders.pipeline import SampleSource, assemble_sample, eval_batches, make_eval_dataset, make_train_dataset
+from data_loaders.pipeline import (FirstSamples, SampleSource, assemble_sample, eval_batches, make_eval_dataset,
+                                    make_train_dataset)
 from data_loaders.triplets import TripletIndex
 from record_fixtures import NUM_SHAPE, NUM_VERTICES, make_records
 
@@ -320,3 +321,12 @@ def test_tfds_array_record_source_end_to_end(records, tmp_path):
         preview.load_records("pipeline_test_records", "test", data_dir)
     with pytest.raises(KeyError, match="not a registered TFDS dataset"):
         preview.load_records("no_such_dataset_xyz", "train", data_dir)
+
+
+def test_first_samples_is_a_bounded_prefix():
+    items = [{"i": i} for i in range(5)]
+    assert [s["i"] for s in FirstSamples(items, 3)] == [0, 1, 2]
+    whole = FirstSamples(items, 50)  # a limit past the end keeps everything
+    assert len(whole) == 5 and whole[4] == {"i": 4}
+    with pytest.raises(IndexError, match="sample index 3 out of range for 3 samples"):
+        FirstSamples(items, 3)[3]
