@@ -49,14 +49,16 @@ def _rotate_about_root(points: jax.Array, rotation: jax.Array, root: jax.Array) 
 IMAGE_SIZE_PX = 128  # the encoder's 16 x 16 joint maps feed a Linear(256): the size is fixed
 
 
-def _check_images(images: jax.Array, expected: str, num_frames: int | None = None) -> None:
-    """Raises ValueError unless images is float [..., 128, 128, 3] (with [B, num_frames] in
-    front when num_frames is given, [N] otherwise)."""
-    ndim = 4 if num_frames is None else 5
+def _check_images(images: jax.Array, num_frames: int | None = None) -> None:
+    """Raises ValueError unless images is float [N, 128, 128, 3], or [B, num_frames, 128, 128, 3]
+    when num_frames is given."""
+    leading = "N" if num_frames is None else f"B, T={num_frames}"
+    expected = f"[{leading}, {IMAGE_SIZE_PX}, {IMAGE_SIZE_PX}, 3]"
     shape = tuple(images.shape)
-    if (len(shape) != ndim or shape[-3:] != (IMAGE_SIZE_PX, IMAGE_SIZE_PX, 3)
+    if (len(shape) != (4 if num_frames is None else 5) or shape[-3:] != (IMAGE_SIZE_PX, IMAGE_SIZE_PX, 3)
             or (num_frames is not None and shape[1] != num_frames)):
-        raise ValueError(f"images must have shape {expected}, got {shape}")
+        suffix = "" if num_frames is None else " (frame 0 = current)"
+        raise ValueError(f"images must have shape {expected}{suffix}, got {shape}")
     if not jnp.issubdtype(images.dtype, jnp.floating):
         raise ValueError(f"images must be floating-point RGB in [0, 1], got dtype {images.dtype} "
                          "(for uint8 frames: images.astype(np.float32) / 255)")
@@ -86,7 +88,7 @@ class H2ONet(nn.Module):
     def encode(self, images: jax.Array, train: bool = False) -> dict[str, jax.Array]:
         """Per-image features: images [N, 128, 128, 3] -> uv [N, J, 2], d3 [N, V, C0] (the
         feature before the head), rot_features [N, D], occ_logits [N, H, 2] (when used)."""
-        _check_images(images, "[N, 128, 128, 3]")
+        _check_images(images)
         enc = self.backbone(images, train)
         joint_features, d3 = self.decoder3d(enc["latent"], enc["uv"])
         features = {
@@ -155,7 +157,7 @@ class H2ONet(nn.Module):
     def __call__(self, images: jax.Array, train: bool = False, all_frames: bool | None = None,
                  occ_labels: jax.Array | None = None) -> dict[str, jax.Array]:
         frames = self.config.num_frames
-        _check_images(images, f"[B, T={frames}, 128, 128, 3] (frame 0 = current)", frames)
+        _check_images(images, frames)
         batch = images.shape[0]
         per_image = self.encode(images.reshape(batch * frames, *images.shape[2:]), train)
         per_frame = {k: v.reshape(batch, frames, *v.shape[1:]) for k, v in per_image.items()}
