@@ -28,7 +28,7 @@ def assert_same(restored, state):
             np.testing.assert_array_equal(np.asarray(got), want)
 
 
-def test_restore_variables_prefers_best_and_skips_the_optimiser(tmp_path):
+def test_restore_variables_prefers_best_and_returns_the_model_only(tmp_path):
     rng = np.random.default_rng(0)
     checkpoints = Checkpoints(str(tmp_path), keep=2)
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
