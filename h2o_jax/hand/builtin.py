@@ -387,11 +387,24 @@ def flexion_axes() -> np.ndarray:
     return axes
 
 
+# Rest vertices are snapped to multiples of 2**-30 m (~0.9 nm): the generator's matrix products go
+# through BLAS, whose kernel choice moves the last bits (~1e-17 m), and the mesh hierarchy built
+# from these positions must be the same on every machine. Scaling by a power of two and rounding
+# are exact, so only a value within such a perturbation of a half-grid point could still differ;
+# tests/hand/test_builtin.py checks that none is.
+REST_GRID_M = 2.0**-30
+
+
+def snap_to_grid(values_m: np.ndarray, grid_m: float = REST_GRID_M) -> np.ndarray:
+    """`values_m` rounded to the nearest multiple of `grid_m` (a power of two: exact)."""
+    return np.round(np.asarray(values_m, np.float64) / grid_m) * grid_m
+
+
 def builtin_mano_dict() -> dict:
     """The built-in hand as the 13 keys of a MANO model file (float64, MANO's dtypes) plus
     ``vertex_part`` [V] and ``fingertip_vertices`` [5] (ignored by MANO loaders)."""
     conn = _cached_connectivity()
-    rest = hand_vertices()
+    rest = snap_to_grid(hand_vertices())
     step = 1e-3
     shapedirs = np.zeros((conn.num_vertices, 3, NUM_SHAPE))
     for k in range(NUM_SHAPE):

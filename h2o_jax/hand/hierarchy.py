@@ -5,7 +5,13 @@ As in COMA / MobRecon's mesh sampling, every level keeps a subset of the finer l
 selects the kept vertices, and the up table gives every fine vertex the barycentric weights of
 its closest point on the coarse surface (K = 3; a kept vertex gets weight 1 on itself).
 
-Shapes: V fine vertices, Vc coarse vertices, F / Fc faces. Pure numpy, deterministic.
+Shapes: V fine vertices, Vc coarse vertices, F / Fc faces. Pure numpy.
+
+Bit-reproducible on every machine: the collapse order turns on near-ties between quadric costs,
+so every dot product, norm and quadratic form here is spelled out as elementwise IEEE operations
+in a fixed order (`_dot3`, `_quadric_cost`). A BLAS call (`@`, `np.dot`, `np.linalg.norm` of a
+vector) would let the library's kernel choice (OpenBLAS core type, SIMD width) change the last
+bits, the collapse order and so the whole hierarchy. Ties resolve by vertex ids.
 """
 
 from __future__ import annotations
@@ -27,20 +33,43 @@ def _check_mesh(vertices: np.ndarray, faces: np.ndarray, name: str = "mesh"):
     faces = faces.astype(np.int64)
     if np.any((faces[:, 0] == faces[:, 1]) | (faces[:, 1] == faces[:, 2]) | (faces[:, 0] == faces[:, 2])):
         raise ValueError(f"{name} has degenerate faces (a repeated vertex)")
-    areas = np.linalg.norm(np.cross(vertices[faces[:, 1]] - vertices[faces[:, 0]],
-                                    vertices[faces[:, 2]] - vertices[faces[:, 0]]), axis=1)
+    areas = _norm3(_cross3(vertices[faces[:, 1]] - vertices[faces[:, 0]],
+                           vertices[faces[:, 2]] - vertices[faces[:, 0]]))
     if np.any(areas <= 1e-14):
         raise ValueError(f"{name} has {int(np.sum(areas <= 1e-14))} zero-area faces")
     return vertices, faces
 
 
+def _dot3(a, b):
+    """Dot product over the last axis (size 3) in a fixed order: no BLAS, same bits everywhere."""
+    return a[..., 0] * b[..., 0] + a[..., 1] * b[..., 1] + a[..., 2] * b[..., 2]
+
+
+def _cross3(a, b):
+    """Cross product over the last axis (size 3), elementwise."""
+    return np.stack([a[..., 1] * b[..., 2] - a[..., 2] * b[..., 1],
+                     a[..., 2] * b[..., 0] - a[..., 0] * b[..., 2],
+                     a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]], axis=-1)
+
+
+def _norm3(a):
+    return np.sqrt(_dot3(a, a))
+
+
+def _quadric_cost(quadric: np.ndarray, homogeneous_point: np.ndarray) -> float:
+    """x^T Q x for a [4, 4] quadric and a [4] point, summed in a fixed order (no BLAS)."""
+    q, x = quadric, homogeneous_point
+    q_x = q[:, 0] * x[0] + q[:, 1] * x[1] + q[:, 2] * x[2] + q[:, 3] * x[3]
+    return float(q_x[0] * x[0] + q_x[1] * x[1] + q_x[2] * x[2] + q_x[3] * x[3])
+
+
 def _plane_quadrics(vertices, faces):
     """[V, 4, 4] sum of the (area-weighted) plane quadrics of the faces around each vertex."""
     a, b, c = (vertices[faces[:, i]] for i in range(3))
-    normal = np.cross(b - a, c - a)
-    area2 = np.linalg.norm(normal, axis=1, keepdims=True)
+    normal = _cross3(b - a, c - a)
+    area2 = _norm3(normal)[:, None]
     normal = normal / area2
-    plane = np.concatenate([normal, -np.sum(normal * a, axis=1, keepdims=True)], axis=1)
+    plane = np.concatenate([normal, -_dot3(normal, a)[:, None]], axis=1)
     face_q = area2[:, :, None] * plane[:, :, None] * plane[:, None, :]
     quadrics = np.zeros((len(vertices), 4, 4))
     for i in range(3):
@@ -58,15 +87,15 @@ def _boundary_quadrics(vertices, faces, weight=1e3):
         if (v, u) in keys:
             continue
         a, b, c = vertices[faces[f]]
-        n = np.cross(b - a, c - a)
+        n = _cross3(b - a, c - a)
         edge = vertices[v] - vertices[u]
-        p = np.cross(edge, n)
-        norm = np.linalg.norm(p)
+        p = _cross3(edge, n)
+        norm = _norm3(p)
         if norm == 0:
             continue
         p /= norm
-        plane = np.append(p, -p @ vertices[u])
-        q = weight * np.outer(plane, plane) * (edge @ edge)
+        plane = np.append(p, -_dot3(p, vertices[u]))
+        q = weight * np.outer(plane, plane) * _dot3(edge, edge)
         quadrics[u] += q
         quadrics[v] += q
     return quadrics
@@ -106,8 +135,8 @@ def decimate(vertices: np.ndarray, faces: np.ndarray, target_vertices: int) -> t
     def cost(u, v):
         """Cost and direction of the cheaper collapse of edge (u, v): (cost, from, to)."""
         q = quadrics[u] + quadrics[v]
-        cost_to_v = homogeneous[v] @ q @ homogeneous[v]
-        cost_to_u = homogeneous[u] @ q @ homogeneous[u]
+        cost_to_v = _quadric_cost(q, homogeneous[v])
+        cost_to_u = _quadric_cost(q, homogeneous[u])
         # Ties (flat regions) resolve to the lower index: deterministic.
         return (cost_to_v, u, v) if (cost_to_v, v) < (cost_to_u, u) else (cost_to_u, v, u)
 
@@ -161,9 +190,9 @@ def _collapse_keeps_orientation(vertices, face_list, moving_faces, src, dst) -> 
         tri = face_list[f]
         before = vertices[tri]
         after = np.array([vertices[dst] if w == src else vertices[w] for w in tri])
-        n0 = np.cross(before[1] - before[0], before[2] - before[0])
-        n1 = np.cross(after[1] - after[0], after[2] - after[0])
-        if np.linalg.norm(n1) < 1e-14 or n0 @ n1 <= 0:
+        n0 = _cross3(before[1] - before[0], before[2] - before[0])
+        n1 = _cross3(after[1] - after[0], after[2] - after[0])
+        if _norm3(n1) < 1e-14 or _dot3(n0, n1) <= 0:
             return False
     return True
 
@@ -177,8 +206,8 @@ def closest_point_barycentric(points: np.ndarray, vertices: np.ndarray, faces: n
     a, b, c = (vertices[faces[:, i]][None] for i in range(3))
     ab, ac, ap = b - a, c - a, p - a
     # Barycentric of the projection onto each face's plane (Cramer on the 2x2 Gram system).
-    d00, d01, d11 = (ab * ab).sum(-1), (ab * ac).sum(-1), (ac * ac).sum(-1)
-    d20, d21 = (ap * ab).sum(-1), (ap * ac).sum(-1)
+    d00, d01, d11 = _dot3(ab, ab), _dot3(ab, ac), _dot3(ac, ac)
+    d20, d21 = _dot3(ap, ab), _dot3(ap, ac)
     denom = d00 * d11 - d01 * d01
     v = (d11 * d20 - d01 * d21) / denom
     w = (d00 * d21 - d01 * d20) / denom
@@ -188,7 +217,7 @@ def closest_point_barycentric(points: np.ndarray, vertices: np.ndarray, faces: n
     corners = (a, b, c)
     for i, j in ((0, 1), (1, 2), (2, 0)):
         e = corners[j] - corners[i]
-        t = np.clip(((p - corners[i]) * e).sum(-1) / (e * e).sum(-1), 0.0, 1.0)
+        t = np.clip(_dot3(p - corners[i], e) / _dot3(e, e), 0.0, 1.0)
         edge_bary = np.zeros(bary.shape)
         edge_bary[..., i] = 1 - t
         edge_bary[..., j] = t
@@ -196,7 +225,7 @@ def closest_point_barycentric(points: np.ndarray, vertices: np.ndarray, faces: n
     best_bary, best_dist = None, None
     for cand in candidates:
         point = cand[..., 0:1] * a + cand[..., 1:2] * b + cand[..., 2:3] * c
-        dist = np.linalg.norm(point - p, axis=-1)
+        dist = _norm3(point - p)
         dist = np.where(np.isnan(dist), np.inf, dist)
         if best_dist is None:
             best_bary, best_dist = np.nan_to_num(cand), dist

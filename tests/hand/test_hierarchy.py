@@ -115,3 +115,19 @@ def test_bad_meshes_are_refused():
         build_hierarchy(flat, faces)
     with pytest.raises(ValueError, match=r"\[V, 3\]"):
         build_hierarchy(verts[:, :2], faces)
+
+
+def test_fixed_order_arithmetic_matches_float64_reference():
+    """The BLAS-free products the decimation orders its collapses by (module docstring)."""
+    from h2o_jax.hand.hierarchy import _cross3, _dot3, _norm3, _quadric_cost
+
+    rng = np.random.default_rng()
+    a, b = rng.normal(size=(2, 50, 3))
+    np.testing.assert_allclose(_dot3(a, b), np.einsum("ij,ij->i", a, b), rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(_cross3(a, b), np.cross(a, b), rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(_norm3(a), np.linalg.norm(a, axis=1), rtol=1e-13)
+    m = rng.normal(size=(4, 4))
+    quadric = m @ m.T  # symmetric positive semi-definite, like a sum of plane quadrics
+    x = np.append(rng.normal(size=3), 1.0)
+    expected = sum(x[i] * quadric[i, j] * x[j] for i in range(4) for j in range(4))
+    assert _quadric_cost(quadric, x) == pytest.approx(expected, rel=1e-12, abs=1e-14)
