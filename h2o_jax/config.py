@@ -93,12 +93,14 @@ class LossConfig:
     Attributes:
       stage: 1 (mesh branch, classifier, offset head; no rotated terms) or 2 (all terms).
       normal_weight: weight of the normal-vector loss (0.1).
+      rot_weight: weight of the global-rotation L2 loss (1.0).
       rotated_shape_losses: stage 2 also applies normal/edge losses to the rotated mesh.
       frame_reduction: "mean" over the B*T rows (official) or "sum" over frames (paper).
     """
 
     stage: Literal[1, 2] = 1
     normal_weight: float = 0.1
+    rot_weight: float = 1.0
     rotated_shape_losses: bool = True
     frame_reduction: Literal["mean", "sum"] = "mean"
 

@@ -114,7 +114,7 @@ def h2onet_loss(
     if config.stage == 2:
         terms["verts_w_gr_loss"] = reduce(l1_per_row(outputs["verts_r_m"], sliced["verts_r_m"]))
         terms["joints_w_gr_loss"] = reduce(l1_per_row(outputs["joints_r_m"], sliced["joints_r_m"]))
-        terms["glob_rot_loss"] = reduce(
+        terms["glob_rot_loss"] = config.rot_weight * reduce(
             jnp.mean(((outputs["rot_mat"] - sliced["rot_mat"]) ** 2).reshape(*row_weights.shape, 9), -1))
         if multi_frame and config.rotated_shape_losses:
             terms["normal_w_gr_loss"] = config.normal_weight * reduce(

@@ -7,7 +7,7 @@ The state is a pytree (params, batch_stats, opt_state, step) that orbax saves an
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import jax
 import jax.numpy as jnp
@@ -21,25 +21,51 @@ from h2o_jax.nn import IMAGE_SIZE_PX, H2ONet
 
 @dataclasses.dataclass(frozen=True)
 class OptimConfig:
-    """Adam with a step-wise decay and global-norm clipping (official: clip 0.1, MultiStepLR).
+    """Adam with global-norm clipping and a step-wise (official: clip 0.1, MultiStepLR) or a
+    warm-up + cosine learning-rate schedule (short CPU runs).
 
     Attributes:
-      learning_rate: initial rate (official MF DexYCB: 1e-4; SF stage 1: 1e-3).
-      milestones_epochs: epochs after which the rate is multiplied by `decay`.
-      decay: the factor (0.1).
-      grad_clip_norm: global L2 norm clip (0.1).
+      learning_rate: initial (multistep) or peak (cosine) rate (official MF DexYCB: 1e-4; SF
+        stage 1: 1e-3).
+      milestones_epochs: multistep: epochs after which the rate is multiplied by `decay`.
+      decay: multistep: the factor (0.1).
+      grad_clip_norm: global L2 norm clip (0.1); 0 disables it.
+      schedule: "multistep" (official) or "cosine" (linear warm-up, then cosine to
+        `learning_rate * final_fraction` at `total_steps`).
+      warmup_steps, total_steps, final_fraction: the cosine schedule's shape.
     """
 
     learning_rate: float = 1e-4
     milestones_epochs: tuple[int, ...] = (10, 20)
     decay: float = 0.1
     grad_clip_norm: float = 0.1
+    schedule: Literal["multistep", "cosine"] = "multistep"
+    warmup_steps: int = 0
+    total_steps: int = 0
+    final_fraction: float = 0.01
+
+    def __post_init__(self) -> None:
+        if self.schedule not in ("multistep", "cosine"):
+            raise ValueError(f"schedule must be 'multistep' or 'cosine', got {self.schedule!r}")
+        if self.schedule == "cosine" and self.total_steps <= self.warmup_steps:
+            raise ValueError(f"the cosine schedule needs total_steps ({self.total_steps}) > warmup_steps "
+                             f"({self.warmup_steps})")
+
+
+def learning_rate_schedule(config: OptimConfig, steps_per_epoch: int) -> optax.Schedule:
+    if config.schedule == "cosine":
+        return optax.warmup_cosine_decay_schedule(
+            0.0, config.learning_rate, config.warmup_steps, config.total_steps,
+            end_value=config.learning_rate * config.final_fraction)
+    return optax.piecewise_constant_schedule(
+        config.learning_rate, {int(m * steps_per_epoch): config.decay for m in config.milestones_epochs})
 
 
 def make_optimizer(config: OptimConfig, steps_per_epoch: int) -> optax.GradientTransformation:
-    schedule = optax.piecewise_constant_schedule(
-        config.learning_rate, {int(m * steps_per_epoch): config.decay for m in config.milestones_epochs})
-    return optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), optax.adam(schedule))
+    adam = optax.adam(learning_rate_schedule(config, steps_per_epoch))
+    if config.grad_clip_norm <= 0:
+        return adam
+    return optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), adam)
 
 
 @struct.dataclass

@@ -17,9 +17,11 @@ def base_config() -> ml_collections.ConfigDict:
         triplet_policy="by_frame", train_jitter=True, augment=True, workers=0, eval_split="test",
         eval_limit=0,            # evaluate on the first N test samples only (0 = all)
     ))
-    config.loss = ml_collections.ConfigDict(dict(stage=1))
-    config.optim = ml_collections.ConfigDict(dict(learning_rate=1e-4, milestones_epochs=(10, 20), decay=0.1,
-                                                  grad_clip_norm=0.1))
+    config.loss = ml_collections.ConfigDict(dict(stage=1, normal_weight=0.1, rot_weight=1.0))
+    config.optim = ml_collections.ConfigDict(dict(
+        learning_rate=1e-4, milestones_epochs=(10, 20), decay=0.1, grad_clip_norm=0.1,
+        schedule="multistep",    # or "cosine": linear warm-up, cosine decay over train.num_steps
+        warmup_steps=0, final_fraction=0.01))
     config.train = ml_collections.ConfigDict(dict(
         num_steps=40_000, log_every=50, checkpoint_every=1000, eval_every=5000, keep_checkpoints=3,
         init_from="",            # stage 2: the stage-1 workdir whose best weights start this run

@@ -31,6 +31,16 @@ ANATOMICAL_FINGER_GROUPS = ((1, 2, 3, 4), (5, 6, 7, 8), (9, 10, 11, 12), (13, 14
 ANATOMICAL_PALM_GROUP = (0, 5, 9, 13, 17)
 
 
+def _lifting_init(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
+    """The lifting matrix P [V_L, J]: the official constant 0.01 plus N(0, 0.01^2) noise.
+
+    With the constant alone every coarse vertex gets the same feature, so all decoded vertices
+    coincide at initialisation; the normal loss then normalises zero-length edges and its
+    gradient on P alone reaches ~1e7, which under global-norm clipping silences every other
+    gradient for the first hundreds of steps (issue 13). The noise separates the vertices."""
+    return 0.01 + 0.01 * jax.random.normal(key, shape, dtype)
+
+
 class _LinearParams(nn.Module):
     """Holds a dense layer's `kernel` [in, out] and `bias` [out] (applied by an op elsewhere)."""
 
@@ -76,8 +86,7 @@ class MeshDecoder(nn.Module):
         latent = self.channels[-1]
         self.de_layer_conv = nn.Conv(latent, (1, 1), use_bias=False, kernel_init=torch_default_init,
                                      dtype=self.dtype)
-        self.upsample = self.param("upsample", nn.initializers.constant(0.01),
-                                   (topo.level_num_vertices[-1], 21), jnp.float32)
+        self.upsample = self.param("upsample", _lifting_init, (topo.level_num_vertices[-1], 21), jnp.float32)
         num_deblocks = len(topo.spirals)
         if len(self.channels) != num_deblocks:
             raise ValueError(f"channels {self.channels} must have one width per spiral level ({num_deblocks})")

@@ -101,3 +101,36 @@ def test_read_through_the_grain_pipeline_with_augmentation(tiny):
         np.testing.assert_allclose(projected, batch["joints_img"] * 128, atol=0.5)
         frames = batch["frame_index"]
         assert np.all((frames[:, 0] >= frames[:, 1]) & (frames[:, 1] >= frames[:, 2]))
+
+
+def test_network_recomposition_of_the_pipeline_targets_gives_the_camera_mesh(tiny):
+    """The label convention end to end (issue 13): the network recomposes its camera-orientation
+    mesh as R (v_c - r) + r with r = its own regressed root (`_rotate_about_root`). Fed the
+    pipeline's canonical mesh and rotation (augmented, as in training), that recomposition must
+    give the pipeline's root-relative camera-orientation targets; a transposed R, a root taken
+    from elsewhere or canonical targets in another frame would all break it."""
+    import jax
+
+    from data_loaders import augment
+    from h2o_jax.nn.h2onet import _rotate_about_root
+
+    topology = builtin_topology()
+    source = SampleSource(tiny.as_data_source("train"), gap=3)
+    rng = np.random.default_rng()
+    for index in rng.choice(len(source), 6, replace=False):
+        sample = augment.augment_sample(source[int(index)], augment.sample_augment_params(rng))
+        verts_c, rot = sample["verts_c_m"].astype(np.float64), sample["rot_mat"].astype(np.float64)
+        joints_c = np.einsum("jv,tvk->tjk", topology.joint_regressor.astype(np.float64), verts_c)
+        # The regressed joints are the network's; the stored ones the hand model's skeleton
+        # (as MANO's): they agree to a fraction of a millimetre, the roots to ~10 micrometres.
+        np.testing.assert_allclose(joints_c, sample["joints_c_m"], atol=5e-4)
+        np.testing.assert_allclose(joints_c[:, 0], sample["joints_c_m"][:, 0], atol=3e-5)
+        with jax.enable_x64(True):
+            verts_r = np.asarray(_rotate_about_root(verts_c, rot, joints_c[:, 0]))
+            joints_r = np.asarray(_rotate_about_root(joints_c, rot, joints_c[:, 0]))
+        # Root-relative on both sides, as the losses and the metrics compare them.
+        np.testing.assert_allclose(verts_r - joints_r[:, :1], sample["verts_r_m"], atol=3e-5)
+        np.testing.assert_allclose(joints_r - joints_r[:, :1], sample["joints_r_m"], atol=5e-4)
+        # A transposed rotation would not pass (unless the hand happened to be unrotated).
+        wrong = np.asarray(_rotate_about_root(verts_c, np.swapaxes(rot, -1, -2), joints_c[:, 0]))
+        assert np.abs(wrong - joints_r[:, :1] - sample["verts_r_m"]).max() > 1e-3

@@ -1,0 +1,62 @@
+"""Validation slices of a training split, held out by whole sequences.
+
+Settings are chosen on a slice of the train split, never on the test split: frames of one
+sequence are near-duplicates, so the slice takes whole sequences (the last `num_sequences`
+sequence ids), and the training view excludes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+
+class RecordSubset:
+    """The records at `indices` of a random-access records source (``len`` and ``[i]``)."""
+
+    def __init__(self, records: Sequence[dict[str, Any]], indices: np.ndarray):
+        self.records = records
+        self.indices = np.asarray(indices, np.int64)
+        if self.indices.size and (self.indices.min() < 0 or self.indices.max() >= len(records)):
+            raise ValueError(f"indices must lie in [0, {len(records)}), got [{self.indices.min()}, "
+                             f"{self.indices.max()}]")
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.records[int(self.indices[index])]
+
+
+def split_by_sequence(sequence_index: np.ndarray, num_sequences: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train record indices, validation record indices): validation = the records of the last
+    `num_sequences` distinct sequence ids, training = all others; both in record order."""
+    sequence_index = np.asarray(sequence_index)
+    ids = np.unique(sequence_index)
+    if not 0 < num_sequences < len(ids):
+        raise ValueError(f"num_sequences must be in [1, {len(ids) - 1}] (the split has {len(ids)} sequences), "
+                         f"got {num_sequences}")
+    held_out = np.isin(sequence_index, ids[-num_sequences:])
+    return np.flatnonzero(~held_out), np.flatnonzero(held_out)
+
+
+class EveryNth:
+    """Every `stride`-th item of a random-access source, at most `limit` of them (a spread-out
+    evaluation subset: consecutive frames of a sequence are near-duplicates)."""
+
+    def __init__(self, source, stride: int, limit: int | None = None):
+        if stride < 1:
+            raise ValueError(f"stride must be >= 1, got {stride}")
+        self.source, self.stride = source, stride
+        count = (len(source) + stride - 1) // stride
+        self.count = count if limit is None else min(count, limit)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int):
+        if not 0 <= index < self.count:
+            raise IndexError(f"sample index {index} out of range for {self.count} samples")
+        return self.source[index * self.stride]

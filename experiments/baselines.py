@@ -1,0 +1,71 @@
+"""Constant-hand baselines: what "learned something" means on a dataset.
+
+Two predictions that ignore the image, scored with the same metrics as the model:
+* `mean_hand`: the mean root-relative (camera-orientation) hand of the training split, joints
+  and vertices averaged over frames: the best constant under a squared error;
+* `rest_hand`: the hand model's template (flat hand, identity rotation), root-relative.
+A model that does not beat both has not learned the task.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+BASELINE_NAMES = ("mean_hand", "rest_hand")
+
+
+def training_mean_hand(records: Sequence[dict[str, Any]], max_records: int = 4000) -> tuple[np.ndarray, np.ndarray]:
+    """(joints [21, 3], vertices [V, 3]) float64, the mean over up to `max_records` evenly spread
+    records (``joints_cam_m``, ``verts_cam_m`` of data_loaders.records) of the root-relative hand.
+    Records without 3D labels (``label_valid`` = 0) are skipped."""
+    count = len(records)
+    if count == 0:
+        raise ValueError("training_mean_hand needs at least one record")
+    picks = np.unique(np.linspace(0, count - 1, min(count, max_records)).round().astype(np.int64))
+    joints_sum, verts_sum, used = 0.0, 0.0, 0
+    for i in picks:
+        record = records[int(i)]
+        if "label_valid" in record and not int(record["label_valid"]):
+            continue
+        joints = np.asarray(record["joints_cam_m"], np.float64)
+        joints_sum = joints_sum + (joints - joints[:1])
+        verts_sum = verts_sum + (np.asarray(record["verts_cam_m"], np.float64) - joints[:1])
+        used += 1
+    if used == 0:
+        raise ValueError("no record with 3D labels (label_valid = 1) to average")
+    return joints_sum / used, verts_sum / used
+
+
+def rest_hand(template_vertices_m: np.ndarray, joint_regressor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(joints [21, 3], vertices [V, 3]) of the template, both minus the template's joint 0."""
+    verts = np.asarray(template_vertices_m, np.float64)
+    joints = np.asarray(joint_regressor, np.float64) @ verts
+    return joints - joints[:1], verts - joints[:1]
+
+
+class BaselineCollectors:
+    """One metric collector per constant prediction; fed with the same ground-truth batches as
+    the model's (`experiments.evaluate.MetricCollector.add` arguments without the prediction)."""
+
+    def __init__(self, constants: dict[str, tuple[np.ndarray, np.ndarray]]):
+        from experiments.evaluate import MetricCollector
+
+        self.constants = {name: (np.asarray(j, np.float64), np.asarray(v, np.float64))
+                          for name, (j, v) in constants.items()}
+        self.collectors = {name: MetricCollector() for name in self.constants}
+
+    def add(self, gt_joints_m, gt_verts_m, occ_labels=None, occ_valid=None, keep=None) -> None:
+        batch = np.shape(gt_joints_m)[0]
+        for name, (joints, verts) in self.constants.items():
+            if verts.shape != np.shape(gt_verts_m)[1:]:
+                raise ValueError(f"baseline {name!r} has {verts.shape[0]} vertices, the ground truth "
+                                 f"{np.shape(gt_verts_m)[1]}")
+            self.collectors[name].add(np.broadcast_to(joints, (batch,) + joints.shape),
+                                      np.broadcast_to(verts, (batch,) + verts.shape),
+                                      gt_joints_m, gt_verts_m, occ_labels, occ_valid, keep)
+
+    def results(self) -> dict[str, Any]:
+        """{name: {"overall": ..., "by_occlusion": ...}} as `MetricCollector.results`."""
+        return {name: collector.results() for name, collector in self.collectors.items()}
