@@ -5,11 +5,19 @@ Layout under `<workdir>/checkpoints/`: `latest/<step>/` (the last `keep` saves, 
 holds the items `state` (the train-state pytree) and `data` (the grain iterator state as JSON).
 The experiment config is written once as `<workdir>/config.json` so evaluate/benchmark/demo can
 rebuild the model from the directory alone.
+
+Orbax writes a step into `<step>.orbax-checkpoint-tmp-*` and renames it when complete, so a kill
+during a write leaves the previous steps usable. The training process opens its checkpoints with
+`repair=True`: it removes such unfinished writes and sets aside (renames to `<step>.incomplete`)
+a step directory that lacks orbax's completion files (copied in part, say), saying so; resuming
+then starts from the newest complete step.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
 from typing import Any
 
 import jax
@@ -19,9 +27,12 @@ import orbax.checkpoint as ocp
 class Checkpoints:
     """Latest-N and best-1 checkpoint managers for one work directory."""
 
-    def __init__(self, workdir: str, keep: int = 3) -> None:
+    def __init__(self, workdir: str, keep: int = 3, repair: bool = False) -> None:
         root = os.path.abspath(os.path.join(workdir, "checkpoints"))
         item_names = ("state", "data")
+        if repair and jax.process_index() == 0:
+            for kind in ("latest", "best"):
+                _set_aside_incomplete(os.path.join(root, kind), item_names)
         self.latest = ocp.CheckpointManager(
             os.path.join(root, "latest"),
             item_names=item_names,
@@ -103,3 +114,28 @@ class Checkpoints:
         return ocp.args.Composite(
             state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state or {})
         )
+
+
+_COMPLETE_MARKER = "_CHECKPOINT_METADATA"  # written by orbax when it finalises a step
+
+
+def _set_aside_incomplete(directory: str, item_names: tuple[str, ...]) -> None:
+    """Removes unfinished orbax writes in `directory` and renames step folders that lack the
+    completion files to `<step>.incomplete` (orbax then ignores them), printing what it did."""
+    if not os.path.isdir(directory):
+        return
+    for name in sorted(os.listdir(directory)):
+        path = os.path.join(directory, name)
+        if re.fullmatch(r"\d+\.orbax-checkpoint-tmp.*", name):
+            shutil.rmtree(path, ignore_errors=True)
+            print(f"checkpoints: removed {path}, a write the previous run did not finish", flush=True)
+        elif name.isdigit() and os.path.isdir(path):
+            complete = os.path.exists(os.path.join(path, _COMPLETE_MARKER)) and all(
+                os.path.isdir(os.path.join(path, item)) for item in item_names)
+            if not complete:
+                target = f"{path}.incomplete"
+                while os.path.exists(target):
+                    target += "_"
+                os.rename(path, target)
+                print(f"checkpoints: step {name} in {directory} is incomplete (the run was killed while writing "
+                      f"it?): moved to {target}; resuming from an older step", flush=True)

@@ -8,6 +8,11 @@ Topology specs (config field `model.topology`):
   PATH.npz                 a topology saved by `h2o_jax.hand.topology.save_topology`
 
 Dataset names (config field `data.name`): `synthetic/tiny|small|default`, `dexycb`, `ho3d_v2`.
+
+A run directory holds `config.json` (with `model.topology_sha256`, the `topology_hash` of the
+topology it trained with), `topology.npz` (that topology) and `checkpoints/`. Every restore
+uses the saved topology: rebuilding a `mano:` spec can give another hierarchy on a machine whose
+BLAS kernels differ.
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ from typing import Any
 
 import ml_collections
 
-from h2o_jax.hand.topology import MeshTopology, load_topology
+from h2o_jax.hand.topology import MeshTopology, load_topology, save_topology, topology_hash
+
+TOPOLOGY_FILE = "topology.npz"
 
 
 class UserError(Exception):
@@ -54,7 +61,8 @@ def build_topology(spec: str) -> MeshTopology:
     raise UserError(f"unknown topology spec {spec!r}: use builtin, random[:sizes], official:DIR, mano:PKL or a .npz")
 
 
-DATASET_GAPS = {"dexycb": 5, "ho3d_v2": 30}  # frames between t, t-k, t-2k (data_formats 2.9, 3.6)
+# Frames between t, t-k, t-2k (data_formats 2.9, 3.6; synthetic as experiments/configs/synthetic.py).
+DATASET_GAPS = {"dexycb": 5, "ho3d_v2": 30, "synthetic": 3}
 
 
 def default_data_dir() -> str:
@@ -77,7 +85,7 @@ def open_records(data: ml_collections.ConfigDict, split: str):
         if not builder.is_prepared():
             print(f"generating {name} into {data_dir} (once; later runs reuse it)", flush=True)
             builder.download_and_prepare()
-    elif name in DATASET_GAPS:
+    elif name in ("dexycb", "ho3d_v2"):
         if name == "dexycb":
             import data_loaders.dexycb  # noqa: F401
         else:
@@ -93,7 +101,44 @@ def open_records(data: ml_collections.ConfigDict, split: str):
                         "dexycb or ho3d_v2")
     if split not in builder.info.splits:
         raise UserError(f"dataset {name!r} has no split {split!r} (it has {sorted(builder.info.splits)})")
-    return builder.as_data_source(split)
+    if name.startswith("synthetic"):
+        advice = f"delete {builder.data_dir} and rerun: the data is generated again"
+    else:
+        advice = f"delete {builder.data_dir} and prepare the dataset again (README 'Data')"
+    return CheckedRecords(builder.as_data_source(split), f"{name!r} split {split!r}", advice)
+
+
+class CheckedRecords:
+    """Records of one split whose read errors (a truncated or missing shard file) become a
+    one-line UserError naming the dataset, split, record, file and what to do."""
+
+    def __init__(self, records, what: str, advice: str) -> None:
+        self.records, self.what, self.advice = records, what, advice
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int):
+        try:
+            return self.records[index]
+        except IndexError:
+            raise
+        except Exception as err:  # noqa: BLE001  (whatever the storage layer raises)
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            raise UserError(f"cannot read record {index} of {self.what} in {self._file(index)}: {reason}; the "
+                            f"prepared data is damaged: {self.advice}") from None
+
+    def _file(self, index: int) -> str:
+        """The shard file holding record `index` (TFDS sources list their files in order)."""
+        try:
+            instructions = self.records.dataset_info.splits[self.records.split].file_instructions
+        except (AttributeError, KeyError, TypeError):
+            return "its files"
+        for instruction in instructions:
+            if index < instruction.take:
+                return instruction.filename
+            index -= instruction.take
+        return "its files"
 
 
 def sample_source(data: ml_collections.ConfigDict, split: str, train: bool):
@@ -117,21 +162,124 @@ def load_run_config(workdir: str) -> ml_collections.ConfigDict:
         return ml_collections.ConfigDict(json.load(f))
 
 
-def restore_run(workdir: str, which: str = "best") -> tuple[ml_collections.ConfigDict, Any, Any, int]:
-    """(config, model, variables {params, batch_stats}, step) of a run's `best` or `latest` checkpoint
-    (falls back to latest when no evaluation has produced a best one)."""
+def write_run_config(workdir: str, config: ml_collections.ConfigDict, digest: str) -> None:
+    """Writes `<workdir>/config.json`: `config` plus `model.topology_sha256` (atomically)."""
+    content = json.loads(config.to_json_best_effort())
+    content["model"]["topology_sha256"] = digest
+    path = os.path.join(workdir, "config.json")
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        json.dump(content, f, indent=2)
+    os.replace(path + ".tmp", path)
+
+
+def save_run_topology(workdir: str, topology: MeshTopology) -> None:
+    """Writes `<workdir>/topology.npz` atomically (a kill leaves the old file or the new one)."""
+    path = os.path.join(workdir, TOPOLOGY_FILE)
+    save_topology(topology, path + ".tmp.npz")
+    os.replace(path + ".tmp.npz", path)
+
+
+def run_topology(workdir: str) -> tuple[MeshTopology, str, str] | None:
+    """(topology, sha256, spec) a run trained with: its topology.npz, checked against the hash
+    in its config.json; None for a run that records no hash (made before runs saved it)."""
+    config = load_run_config(workdir)
+    digest = config.model.get("topology_sha256")
+    if not digest:
+        return None
+    path = os.path.join(workdir, TOPOLOGY_FILE)
+    if not os.path.exists(path):
+        raise UserError(f"{path!r} is missing: {workdir}/config.json records the topology sha256 {digest[:12]}..., "
+                        "put the run's topology.npz back")
+    topology = load_topology(path)
+    if topology_hash(topology) != digest:
+        raise UserError(f"{path!r} is not the topology recorded in {workdir}/config.json (sha256 "
+                        f"{topology_hash(topology)[:12]}... != {digest[:12]}...): the file was changed or damaged")
+    return topology, digest, config.model.topology
+
+
+def require_topology(spec: str, digest: str, owner: str, hint: str) -> None:
+    """Refuses a topology given explicitly (`spec`) whose hash is not `digest` (`owner`'s)."""
+    given = topology_hash(build_topology(spec))
+    if given != digest:
+        raise UserError(f"topology {spec!r} (sha256 {given[:12]}...) is not the one {owner} trained with "
+                        f"({digest[:12]}...): {hint}")
+
+
+def _legacy_topology(workdir: str, spec: str) -> MeshTopology:
+    print(f"warning: {workdir}/config.json records no topology hash (a run from before runs saved their "
+          f"topology): rebuilding it from {spec!r}, which for a mano: spec can differ between machines",
+          flush=True)
+    return build_topology(spec)
+
+
+def training_topology(config: ml_collections.ConfigDict, workdir: str) -> tuple[MeshTopology, str]:
+    """(topology, sha256) a training run uses, saved as `<workdir>/topology.npz`.
+
+    A workdir that already has one (a resumed run) keeps it, and so does a stage-2 run with the
+    topology of its `train.init_from` run; `config.model.topology` is then only checked (rebuilt
+    and hashed when it differs from the spec the run recorded) and refused when it differs.
+    """
+    spec = config.model.topology
+    sources = [(workdir, f"use --config.model.topology={os.path.join(workdir, TOPOLOGY_FILE)} "
+                         "(or a new --workdir)")]
+    init_from = config.train.get("init_from", "")
+    if init_from:
+        sources.append((init_from, f"use --config.model.topology={os.path.join(init_from, TOPOLOGY_FILE)}"))
+    for run_dir, hint in sources:
+        recorded = run_topology(run_dir) if os.path.exists(os.path.join(run_dir, "config.json")) else None
+        if recorded is not None:
+            topology, digest, recorded_spec = recorded
+            if spec != recorded_spec:
+                require_topology(spec, digest, f"the run in {run_dir!r}", hint)
+            break
+    else:
+        has_run = os.path.isdir(os.path.join(workdir, "checkpoints"))
+        topology = _legacy_topology(workdir, spec) if has_run else build_topology(spec)
+        digest = topology_hash(topology)
+    if not os.path.exists(os.path.join(workdir, TOPOLOGY_FILE)):
+        save_run_topology(workdir, topology)
+    return topology, digest
+
+
+def restore_variables(workdir: str, which: str = "best", what: str = "") -> tuple[Any, int]:
+    """({params, batch_stats}, step) of a run's `best` or `latest` checkpoint (latest when no
+    evaluation has produced a best one)."""
     from experiments.checkpointing import Checkpoints
+
+    checkpoints = Checkpoints(workdir, keep=1_000_000)  # reading only: no save prunes anything
+    try:
+        return checkpoints.restore_variables(best=which == "best")
+    except FileNotFoundError as err:
+        prefix = f"{what}: " if what else ""
+        raise UserError(f"{prefix}{err}: train first (python -m experiments.train) or check --workdir") from None
+    finally:
+        checkpoints.close()
+
+
+def restore_run(workdir: str, which: str = "best", topology: str | None = None
+                ) -> tuple[ml_collections.ConfigDict, Any, Any, int]:
+    """(config, model, variables {params, batch_stats}, step) of a run's `best` or `latest` checkpoint
+    (falls back to latest when no evaluation has produced a best one).
+
+    The model gets the run's own topology.npz; `topology`, a spec given explicitly, must be that
+    same topology (else a UserError says which file to use).
+    """
     from h2o_jax.config import model_config_for
     from h2o_jax.nn import H2ONet
 
     config = load_run_config(workdir)
-    topology = build_topology(config.model.topology)
-    model = H2ONet(topology, model_config_for(config.model.variant, width_divisor=config.model.width_divisor))
-    checkpoints = Checkpoints(workdir, keep=config.train.keep_checkpoints)
+    recorded = run_topology(workdir)
+    if recorded is None:
+        mesh_topology = _legacy_topology(workdir, topology or config.model.topology)
+    else:
+        mesh_topology, digest, _ = recorded
+        if topology:
+            require_topology(topology, digest, f"the run in {workdir!r}",
+                             f"use {os.path.join(workdir, TOPOLOGY_FILE)} (or give no topology)")
     try:
-        variables, step = checkpoints.restore_variables(best=which == "best")
-    except FileNotFoundError as err:
-        raise UserError(f"{err}: train first (python -m experiments.train) or check --workdir") from None
-    finally:
-        checkpoints.close()
+        model_config = model_config_for(config.model.variant, width_divisor=config.model.width_divisor)
+    except ValueError as err:
+        raise UserError(f"{workdir}/config.json: {err}") from None
+    model = H2ONet(mesh_topology, model_config)
+    variables, step = restore_variables(workdir, which)
     return config, model, variables, step

@@ -18,7 +18,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,7 +31,7 @@ import numpy as np
 
 from data_loaders.pipeline import FirstSamples, SampleSource, make_train_dataset
 from experiments.checkpointing import Checkpoints
-from experiments.common import UserError, build_topology, sample_source
+from experiments.common import UserError, restore_variables, sample_source, training_topology, write_run_config
 from experiments.writers import MetricWriter, StepTimer, every, format_eta
 from h2o_jax.config import LossConfig, model_config_for
 from h2o_jax.metrics import MetricAccumulator, root_align, sample_metrics
@@ -80,16 +82,75 @@ def evaluate(predict, state: TrainState, source: Sequence[dict], batch_size: int
     return accumulator.results()
 
 
+class TrainingStopped(Exception):
+    """Raised by `train_and_evaluate` after SIGTERM/SIGINT, once the step it interrupted is
+    finished and checkpointed (with the data-iterator position) and the writers are closed."""
+
+    def __init__(self, step: int, signum: int) -> None:
+        super().__init__(f"stopped at step {step}: rerun the same command to resume")
+        self.step, self.signum = step, signum
+
+
+class _StopRequests:
+    """Turns the first SIGTERM/SIGINT into a request that the loop honours after its current step.
+
+    The previous handlers come back on that first signal, so a second one acts as usual (aborts).
+    Signal handlers can only be set from the main thread; elsewhere nothing is installed.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict = {}
+
+    def __enter__(self) -> "_StopRequests":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        del frame
+        self.signum = signum
+        self._restore()
+
+    def _restore(self) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+        self._previous = {}
+
+    def __exit__(self, *exc_info) -> None:
+        self._restore()
+
+
+def _init_from_run(state: TrainState, run_dir: str) -> TrainState:
+    """Starts from another run's best (else latest) weights: the official stage 1 -> stage 2."""
+    variables, step = restore_variables(run_dir, "best", what=f"train.init_from={run_dir!r}")
+    for name in ("params", "batch_stats"):
+        got = jax.tree.map(np.shape, variables[name])
+        want = jax.tree.map(np.shape, getattr(state, name))
+        if got != want:
+            raise UserError(f"train.init_from={run_dir!r}: its {name} do not fit this run's network "
+                            "(another variant, width or topology)")
+    as_state = lambda tree, ref: jax.tree.map(lambda v, r: jax.device_put(jnp.asarray(v, r.dtype), r.sharding),
+                                              tree, ref)  # noqa: E731
+    print(f"initialised from {run_dir} (step {step})", flush=True)
+    return state.replace(params=as_state(variables["params"], state.params),
+                         batch_stats=as_state(variables["batch_stats"], state.batch_stats))
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, train_source: Sequence[dict],
                        eval_source: Sequence[dict] | None = None, stop_after_steps: int | None = None) -> TrainState:
     """Trains `config.train.num_steps` steps (resuming from `workdir` if it holds checkpoints).
 
+    The run's topology is saved as `<workdir>/topology.npz` and its sha256 in config.json; a
+    resumed run (or a stage-2 run with `train.init_from`) uses the saved file, never a rebuild.
     `stop_after_steps` ends this call after that many steps of the run (used to emulate a kill).
+    SIGTERM/SIGINT end it after the current step with a checkpoint and raise `TrainingStopped`.
     """
     os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:
-        f.write(config.to_json_best_effort(indent=2))
-    topology = build_topology(config.model.topology)
+    topology, digest = training_topology(config, workdir)
+    write_run_config(workdir, config, digest)
     model_config = model_config_for(config.model.variant, width_divisor=config.model.width_divisor)
     model = H2ONet(topology, model_config)
     mesh = make_data_mesh()
@@ -103,7 +164,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, train_so
     state = jax.jit(lambda k: create_train_state(model, optimizer, k, config.data.batch_size),
                     out_shardings=replicated(mesh))(key)
     iterator = train_iterator(train_source, config)
-    checkpoints = Checkpoints(workdir, keep=config.train.keep_checkpoints)
+    checkpoints = Checkpoints(workdir, keep=config.train.keep_checkpoints, repair=True)
     start_step = 0
     init_from = config.train.get("init_from", "")
     if init_from and checkpoints.latest_step() is None:
@@ -114,52 +175,61 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, train_so
         if data_state:
             iterator.set_state(data_state)
         start_step = int(state.step)
-        log.info("resumed from step %d", start_step)
+        print(f"resumed from step {start_step} ({os.path.join(workdir, 'checkpoints', 'latest')})", flush=True)
     train_step = jax.jit(make_train_step(model, optimizer, loss_config),
                          in_shardings=(replicated(mesh), batch_sharded(mesh)),
                          out_shardings=(replicated(mesh), replicated(mesh)), donate_argnums=0)
     predict = jax.jit(make_predict_step(model))
-    writer = MetricWriter(workdir)
+    writer = MetricWriter(workdir, resume_step=start_step)
     total = config.train.num_steps
     timer = StepTimer(start_step, total)
     last_good_step = start_step
     pending: list[dict] = []
-    for step in range(start_step + 1, total + 1):
-        batch = next(iterator)
-        state, metrics = train_step(state, jax.device_put(batch, batch_sharded(mesh)))
-        pending.append(metrics)
-        log_now = every(step, config.train.log_every, total, first=True)
-        ckpt_now = every(step, config.train.checkpoint_every, total)
-        if log_now or ckpt_now:
-            fetched = jax.device_get(pending)
-            pending = []
-            if not all(np.isfinite(m["total"]) for m in fetched):
-                writer.close()
-                checkpoints.wait()
-                raise FloatingPointError(
-                    f"loss became NaN/Inf between steps {last_good_step + 1} and {step}; the last good "
-                    f"checkpoint (step {checkpoints.latest_step()}) is kept in {workdir}")
-            last_good_step = step
-            if log_now:
-                scalars = {k: float(v) for k, v in fetched[-1].items()}
-                speed = timer.report(step)
-                writer.write_scalars(step, {**scalars, **speed})
-                print(f"step {step}/{total}  loss {scalars['total']:.4f}  {speed['steps_per_s']:.2f} steps/s  "
-                      f"ETA {format_eta(speed['eta_s'])}", flush=True)
-            if ckpt_now:
-                checkpoints.save(step, state, iterator.get_state())
-        if eval_source is not None and every(step, config.train.eval_every, total):
-            results = evaluate(predict, state, eval_source, config.data.batch_size, mesh)
-            writer.write_scalars(step, results["overall"], split="eval")
-            score = results["overall"]["pa_j_pe_mm"] + results["overall"]["pa_v_pe_mm"]
-            checkpoints.save_best(step, state, score)
-            with open(os.path.join(workdir, f"eval_{step}.json"), "w", encoding="utf-8") as f:
-                json.dump(results, f, indent=2)
-        if stop_after_steps is not None and step - start_step >= stop_after_steps:
-            break
-    checkpoints.wait()
-    checkpoints.close()
-    writer.close()
+    stop = _StopRequests()
+    try:
+        with stop:
+            for step in range(start_step + 1, total + 1):
+                batch = next(iterator)
+                state, metrics = train_step(state, jax.device_put(batch, batch_sharded(mesh)))
+                pending.append(metrics)
+                # Read once: a signal arriving later in this iteration is honoured after the next step.
+                stopping = stop.signum is not None
+                log_now = every(step, config.train.log_every, total, first=True)
+                ckpt_now = every(step, config.train.checkpoint_every, total) or stopping
+                if log_now or ckpt_now:
+                    fetched = jax.device_get(pending)
+                    pending = []
+                    if not all(np.isfinite(m["total"]) for m in fetched):
+                        checkpoints.wait()
+                        raise FloatingPointError(
+                            f"loss became NaN/Inf between steps {last_good_step + 1} and {step}; the last good "
+                            f"checkpoint (step {checkpoints.latest_step()}) is kept in {workdir}")
+                    last_good_step = step
+                    if log_now:
+                        scalars = {k: float(v) for k, v in fetched[-1].items()}
+                        speed = timer.report(step)
+                        writer.write_scalars(step, {**scalars, **speed})
+                        print(f"step {step}/{total}  loss {scalars['total']:.4f}  {speed['steps_per_s']:.2f} "
+                              f"steps/s  ETA {format_eta(speed['eta_s'])}", flush=True)
+                    if ckpt_now:
+                        checkpoints.save(step, state, iterator.get_state())
+                if eval_source is not None and every(step, config.train.eval_every, total):
+                    results = evaluate(predict, state, eval_source, config.data.batch_size, mesh)
+                    writer.write_scalars(step, results["overall"], split="eval")
+                    score = results["overall"]["pa_j_pe_mm"] + results["overall"]["pa_v_pe_mm"]
+                    checkpoints.save_best(step, state, score)
+                    with open(os.path.join(workdir, f"eval_{step}.json"), "w", encoding="utf-8") as f:
+                        json.dump(results, f, indent=2)
+                if stopping and step < total:
+                    checkpoints.wait()
+                    raise TrainingStopped(step, stop.signum)
+                if stop_after_steps is not None and step - start_step >= stop_after_steps:
+                    break
+    finally:
+        # Also on errors (NaN, unreadable data): finished checkpoint writes and logged lines stay.
+        checkpoints.wait()
+        checkpoints.close()
+        writer.close()
     return state
 
 
@@ -210,6 +280,11 @@ def _load_config_flags(argv):
             node[leaf] = type(old)(value) if isinstance(old, (bool, int, float)) and not isinstance(value, type(old)) else value
         except (TypeError, ValueError) as err:
             raise UserError(f"bad config or flags: {key[2:]}: {err}") from None
+    try:  # the network and loss settings, checked here so that a typo is a one-line error
+        model_config_for(config.model.variant, width_divisor=config.model.width_divisor)
+        LossConfig(stage=config.loss.stage)
+    except (ValueError, TypeError) as err:
+        raise UserError(f"bad config or flags: {err}") from None
     return config, args.workdir, args.stop_after_steps
 
 
@@ -227,7 +302,10 @@ def main(argv: Sequence[str] | None = None) -> TrainState:
             if config.data.eval_limit:
                 eval_source = FirstSamples(eval_source, int(config.data.eval_limit))
         state = train_and_evaluate(config, workdir, train_source, eval_source, stop_after_steps=stop_after_steps)
-    except UserError as err:
+    except TrainingStopped as stopped:
+        print(stopped, flush=True)
+        sys.exit(128 + stopped.signum)  # the shell's convention: 143 after SIGTERM, 130 after SIGINT
+    except (UserError, FloatingPointError) as err:
         sys.exit(f"error: {err}")
     if config.train.predictions_png and jax.process_index() == 0:
         from experiments.visualize import write_prediction_png

@@ -14,6 +14,7 @@ Joint order: the common 21-joint order of data_formats.md section 0.2 (wrist fir
 
 from __future__ import annotations
 
+import hashlib
 import os
 from typing import Any
 
@@ -114,3 +115,23 @@ def load_topology(path: str | os.PathLike[str]) -> MeshTopology:
             count = int(get(f"{name}_count"))
             fields[name] = tuple(get(f"{name}_{i}") for i in range(count))
     return MeshTopology(**fields)
+
+
+def topology_hash(topology: MeshTopology) -> str:
+    """SHA-256 (hex) of the topology's arrays: names, dtypes, shapes and bytes, in a fixed field
+    order. Equal hashes mean the same network wiring; a run records it to refuse another one."""
+    digest = hashlib.sha256()
+
+    def add(name: str, value: Any) -> None:
+        array = np.ascontiguousarray(value)
+        digest.update(f"{name}|{array.dtype.str}|{array.shape}|".encode())
+        digest.update(array.tobytes())
+
+    for name in _ARRAY_FIELDS:
+        add(name, getattr(topology, name))
+    for name in _TUPLE_FIELDS:
+        items = getattr(topology, name)
+        digest.update(f"{name}|{len(items)}|".encode())
+        for i, item in enumerate(items):
+            add(f"{name}_{i}", item)
+    return digest.hexdigest()

@@ -1,6 +1,8 @@
 """The training loop: exact resume after an interruption, NaN guard, metrics and checkpoints."""
 
 import json
+import os
+import shutil
 
 import jax
 import numpy as np
@@ -81,3 +83,30 @@ def test_command_line_errors_are_one_line(tmp_path):
         train.main(["--config", "experiments/configs/synthetic.py:tiny", "--config.train.num_stepz=3", *workdir])
     with pytest.raises(SystemExit, match="error: unknown dataset 'nope'"):
         train.main(["--config", "experiments/configs/synthetic.py:tiny", "--config.data.name=nope", *workdir])
+
+
+def test_a_checkpoint_cut_by_a_kill_is_set_aside_and_the_run_resumes_from_the_previous_one(tmp_path, capsys):
+    source = make_source(8)
+    workdir = tmp_path / "run"
+    train.train_and_evaluate(tiny_config(), str(workdir), source, stop_after_steps=4)  # checkpoints 2 and 4
+    latest = workdir / "checkpoints" / "latest"
+    # A kill while orbax writes step 6 leaves its temporary folder; a step folder copied in part
+    # (step 8: no completion files, no data item) is what a non-atomic copy or file system leaves.
+    shutil.copytree(latest / "4", latest / "6.orbax-checkpoint-tmp-1234")
+    shutil.copytree(latest / "4" / "state", latest / "8" / "state")
+    capsys.readouterr()
+    state = train.train_and_evaluate(tiny_config(), str(workdir), source)
+    out = capsys.readouterr().out
+    assert f"resumed from step 4 ({workdir}/checkpoints/latest)" in out
+    assert "step 8 in" in out and "incomplete" in out and "removed" in out
+    assert int(state.step) == 6
+    assert sorted(os.listdir(latest)) == ["4", "6", "8.incomplete"]  # keep_checkpoints=2
+
+
+def test_a_bogus_variant_is_a_one_line_error(tmp_path):
+    with pytest.raises(SystemExit, match=r"^error: bad config or flags: unknown model variant 'bogus'"):
+        train.main(["--config", "experiments/configs/synthetic.py:tiny", "--config.model.variant=bogus",
+                    "--workdir", str(tmp_path / "w")])
+    with pytest.raises(SystemExit, match=r"^error: bad config or flags: width_divisor must divide"):
+        train.main(["--config", "experiments/configs/synthetic.py:tiny", "--config.model.width_divisor=3",
+                    "--workdir", str(tmp_path / "w")])
