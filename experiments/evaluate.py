@@ -1,26 +1,35 @@
-"""The paper's evaluation (Tables 1-3, Fig. 4) of a trained run on one split of its dataset.
+"""The paper's evaluation (Tables 1-3, Fig. 4) of a trained run on one split of a prepared dataset.
 
     python -m experiments.evaluate --workdir runs/synthetic_cpu
     python -m experiments.evaluate --workdir runs/dexycb_s2 --split test --checkpoint best
     python -m experiments.evaluate --workdir runs/ho3d_s2 --split evaluation   # HO3D: writes pred.zip
+    python -m experiments.evaluate --workdir runs/official_mf --dataset dexycb --data-dir ~/tfds
 
-Restores the run (`<workdir>/config.json` and its orbax checkpoint), predicts frame 0 of every
-triplet of the split in fixed-shape padded batches (one compile), and computes every metric of
-/work/shared/docs/metrics.md on the frame-0 outputs `joints_r_m` / `verts_r_m` (architecture.md
-14.5, C.7): both sides root-centred on their own joint 0 (Dex-YCB protocol; equal to HO3D's wrist
-translation), J-PE / V-PE, their Procrustes versions, the AUC of each over 0-50 mm, and F@5 /
-F@15 before and after the vertex Procrustes, in mm. Per-sample metrics run in float64, as the
-official scorer does. Results are given overall and by the ground-truth occlusion category of
-frame 0 (none / some fingers / whole hand; samples without occlusion labels count only overall).
+Restores the run (`<workdir>/config.json`, its `topology.npz` and its orbax checkpoint), predicts
+frame 0 of every triplet of the split in fixed-shape padded batches (one compile), and computes
+the metrics of the official benchmark on the frame-0 outputs `joints_r_m` / `verts_r_m`: both
+sides root-centred on their own joint 0 (Dex-YCB protocol; equal to HO3D's wrist translation),
+J-PE / V-PE (mean per-point error), their Procrustes-aligned versions (PA-, similarity
+transform per sample), the AUC of each over 0-50 mm, and F@5 / F@15 before and after the vertex
+Procrustes, in mm (`h2o_jax/metrics.py` documents each formula). Per-sample metrics run in
+float64, as the official scorer does. Results are given overall and by the ground-truth
+occlusion category of frame 0 (none / some fingers / whole hand; samples without occlusion
+labels count only overall).
 
-Outputs in `--out` (default: the workdir): `eval_<split>.json`, `auc_<split>.png` (3D PCK vs
-threshold, the paper's Fig. 4) and, for a split without 3D labels (HO3D-v2 `evaluation`,
-label_valid = 0), the competition file `pred.zip` instead of metrics (data_formats.md 3.8).
+By default the run is scored on its own dataset (`data.name`, `data.data_dir` of its config);
+`--dataset NAME` (and `--data-dir DIR`) score it on any other prepared dataset whose meshes
+have the run's vertex count, with that dataset's frame gap.
+
+Outputs in `--out` (default: the workdir): `eval_<split>.json` (`eval_<dataset>_<split>.json`
+with `--dataset`), `auc_<split>.png` (3D PCK vs threshold, the paper's Fig. 4) and, for a split
+without 3D labels (HO3D-v2 `evaluation`, label_valid = 0), the competition file `pred.zip`
+instead of metrics.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import sys
 from collections.abc import Sequence
@@ -30,7 +39,7 @@ import jax
 import numpy as np
 
 from data_loaders.pipeline import FirstSamples
-from experiments.common import UserError, restore_run, sample_source
+from experiments.common import DATASET_GAPS, UserError, restore_run, sample_source
 from h2o_jax.metrics import OCCLUSION_CATEGORIES, MetricAccumulator, root_align, sample_metrics
 
 # Column name -> key of `MetricAccumulator` reports, in the paper's Table 1 order (PA first).
@@ -161,11 +170,32 @@ def _predict_function(model, variables):
     return lambda batch: jax.device_get(run(state, batch["image"], batch["occ_labels"]))
 
 
+def dataset_config(run_data, dataset: str | None, data_dir: str | None):
+    """The run's `data` config, or a copy pointing at another dataset (its gap, its default
+    evaluation split) and/or data folder; returns (config, default split, file prefix)."""
+    data = copy.deepcopy(run_data)
+    prefix = ""
+    with data.unlocked():
+        if dataset and dataset != run_data.name:
+            gap = DATASET_GAPS.get(dataset.split("/")[0])
+            if gap is None:
+                raise UserError(f"unknown dataset {dataset!r}: use synthetic/tiny, synthetic/small, "
+                                "synthetic/default, dexycb or ho3d_v2")
+            data.name, data.gap = dataset, gap
+            data.eval_split = "evaluation" if dataset == "ho3d_v2" else "test"
+            prefix = dataset.replace("/", "_") + "_"
+        if data_dir:
+            data.data_dir = data_dir
+    return data, data.get("eval_split", "test"), prefix
+
+
 def run_evaluation(workdir: str, split: str | None = None, checkpoint: str = "best", limit: int = 0,
-                   batch_size: int = 16, out_dir: str | None = None, predict_fn=None) -> dict[str, Any]:
-    """Evaluates the run in `workdir` on `split` (default: its config's eval split); writes the
-    outputs (module docstring) and returns the JSON report. `predict_fn(batch) -> {joints_r_m
-    [B, 21, 3], verts_r_m [B, V, 3]}` replaces the network (tests)."""
+                   batch_size: int = 16, out_dir: str | None = None, predict_fn=None, dataset: str | None = None,
+                   data_dir: str | None = None, topology: str | None = None) -> dict[str, Any]:
+    """Evaluates the run in `workdir` on `split` (default: the dataset's eval split) of its own
+    dataset or of `dataset` in `data_dir`; writes the outputs (module docstring) and returns the
+    JSON report. `topology`, when given, must be the run's own (else a UserError).
+    `predict_fn(batch) -> {joints_r_m [B, 21, 3], verts_r_m [B, V, 3]}` replaces the network (tests)."""
     from data_loaders.pipeline import make_eval_dataset
     from experiments.reports import plot_auc, write_ho3d_submission, write_json_report
 
@@ -173,18 +203,19 @@ def run_evaluation(workdir: str, split: str | None = None, checkpoint: str = "be
         raise UserError(f"--checkpoint must be best or latest, got {checkpoint!r}")
     if batch_size < 1 or limit < 0:
         raise UserError(f"--batch-size must be >= 1 and --limit >= 0; got {batch_size} and {limit}")
-    config, model, variables, step = restore_run(workdir, checkpoint)
-    split = split or config.data.get("eval_split", "test")
-    source = sample_source(config.data, split, train=False)
+    config, model, variables, step = restore_run(workdir, checkpoint, topology=topology)
+    data, default_split, prefix = dataset_config(config.data, dataset, data_dir)
+    split = split or default_split
+    source = sample_source(data, split, train=False)
     if limit:
         source = FirstSamples(source, limit)
     if len(source) == 0:
-        raise UserError(f"split {split!r} of {config.data.name!r} holds no samples")
+        raise UserError(f"split {split!r} of {data.name!r} holds no samples")
     num_vertices = len(model.topology.template_vertices_m)
     if source[0]["verts_r_m"].shape[1] != num_vertices:
         raise UserError(f"the run's hand topology ({config.model.topology!r}) has {num_vertices} vertices but "
-                        f"{config.data.name!r} meshes have {source[0]['verts_r_m'].shape[1]}: evaluate with the "
-                        "topology the dataset was built with")
+                        f"{data.name!r} meshes have {source[0]['verts_r_m'].shape[1]}: evaluate a run trained with "
+                        "the topology the dataset was built with")
     predict_fn = predict_fn or _predict_function(model, variables)
     out_dir = out_dir or workdir
     os.makedirs(out_dir, exist_ok=True)
@@ -211,17 +242,17 @@ def run_evaluation(workdir: str, split: str | None = None, checkpoint: str = "be
         print(f"\rbatch {number + 1}/{len(dataset)}", end="", flush=True)
     print(flush=True)
 
-    report: dict[str, Any] = {"workdir": os.path.abspath(workdir), "dataset": config.data.name, "split": split,
+    report: dict[str, Any] = {"workdir": os.path.abspath(workdir), "dataset": data.name, "split": split,
                               "checkpoint": checkpoint, "step": int(step), "variant": config.model.variant,
                               "num_labelled": collector.num_samples,
                               "num_unlabelled": int(sum(len(r) for r in unlabelled["roots"]))}
     if collector.num_samples:
         report.update(collector.results())
         print(format_table(report))
-        png = os.path.join(out_dir, f"auc_{split}.png")
+        png = os.path.join(out_dir, f"auc_{prefix}{split}.png")
         plot_auc({"mesh, PA": collector.errors("pa_vert_err"), "mesh": collector.errors("vert_err"),
                   "joints, PA": collector.errors("pa_joint_err"), "joints": collector.errors("joint_err")},
-                 png, title=f"3D PCK, {config.data.name} {split}")
+                 png, title=f"3D PCK, {data.name} {split}")
         report["auc_png"] = png
     if report["num_unlabelled"] and not collector.num_samples:
         path = os.path.join(out_dir, "pred.zip")
@@ -231,7 +262,7 @@ def run_evaluation(workdir: str, split: str | None = None, checkpoint: str = "be
               + (" (--limit set: the server expects the whole split)" if limit else ""))
     elif report["num_unlabelled"]:
         print(f"note: {report['num_unlabelled']} samples without 3D labels were skipped")
-    json_path = os.path.join(out_dir, f"eval_{split}.json")
+    json_path = os.path.join(out_dir, f"eval_{prefix}{split}.json")
     write_json_report(report, json_path)
     print(f"report: {json_path}")
     return report
@@ -246,9 +277,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--limit", type=int, default=0, help="evaluate the first N samples only (0 = all)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--out", default=None, help="output folder (default: the workdir)")
+    parser.add_argument("--dataset", default=None, help="score on this prepared dataset (synthetic/tiny|small|default, "
+                                                         "dexycb, ho3d_v2) instead of the run's")
+    parser.add_argument("--data-dir", default=None, help="the folder holding the prepared dataset (default: the "
+                                                          "run's data.data_dir, else $TFDS_DATA_DIR)")
+    parser.add_argument("--topology", default=None, help="a topology spec that must be the run's own (checked; "
+                                                          "the run's topology.npz is used)")
     args = parser.parse_args(argv)
     try:
-        return run_evaluation(args.workdir, args.split, args.checkpoint, args.limit, args.batch_size, args.out)
+        return run_evaluation(args.workdir, args.split, args.checkpoint, args.limit, args.batch_size, args.out,
+                              dataset=args.dataset, data_dir=args.data_dir, topology=args.topology)
     except (UserError, FileNotFoundError) as err:
         sys.exit(f"error: {err}")
 

@@ -1,12 +1,9 @@
-"""Import official PyTorch H2ONet checkpoints (single- and multi-frame) into this port.
+"""Import official PyTorch H2ONet checkpoints (single- and multi-frame) into this port: the
+mapping between official state dicts and our variables (numpy arrays, no PyTorch needed) and the
+`.pth` reader (PyTorch: `pip install '.[convert]'`).
 
-    python -m h2o_jax.convert CHECKPOINT.pth OUT_DIR --template-dir DIR [--joint-regressor FILE]
-        [--multi-frame]
-
-writes OUT_DIR/config.json, OUT_DIR/topology.npz and an orbax checkpoint at step 0
-(OUT_DIR/checkpoints/latest/0, items `state` and `data`), the layout of a training work
-directory, so every tool that restores a run restores the converted weights. PyTorch is needed
-only by the command line (`pip install '.[convert]'`); the mapping itself works on numpy arrays.
+The command line that turns a `.pth` into a work directory is `python -m experiments.convert`
+(experiments/convert.py): this library module does not depend on the application layer.
 
 Which network: the official single-frame `H2ONet_SF` is our variant "single_frame"; the official
 multi-frame `H2ONet_MF` is "B+D+MF+FO+HO" with the default (official) switches of `ModelConfig`.
@@ -44,12 +41,8 @@ The spiral tables and up-sampling matrices are not in any state dict: they come 
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import re
-import sys
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -404,85 +397,3 @@ def build_train_state(model: H2ONet, variables: Mapping[str, Any], optim: Any = 
     opt_shapes = jax.eval_shape(optimizer.init, params)
     opt_state = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), opt_shapes)
     return TrainState(jnp.zeros((), jnp.int32), params, batch_stats, opt_state)
-
-
-def convert_checkpoint(checkpoint_path: str | os.PathLike[str], out_dir: str | os.PathLike[str],
-                       template_dir: str | os.PathLike[str], *,
-                       joint_regressor_path: str | os.PathLike[str] | None = None,
-                       multi_frame: bool = False) -> str:
-    """The command line's work (module docstring); returns the absolute OUT_DIR.
-
-    Without `joint_regressor_path` the topology takes the checkpoint's own `mano_joint_reg` (the
-    learnt regressor the official network uses). Nothing is written unless the conversion succeeds.
-    """
-    from experiments.checkpointing import Checkpoints
-    from experiments.configs.default import get_config
-    from h2o_jax.config import model_config_for
-    from h2o_jax.hand.official_import import load_official_topology
-    from h2o_jax.hand.topology import save_topology
-    from h2o_jax.training import OptimConfig
-
-    state_dict = load_torch_checkpoint(checkpoint_path)
-    out_dir = os.path.abspath(os.fspath(out_dir))
-    if os.path.isdir(os.path.join(out_dir, "checkpoints")):
-        raise ValueError(f"{out_dir!r} already holds checkpoints: choose a new OUT_DIR")
-    with tempfile.TemporaryDirectory() as scratch:
-        regressor_path = joint_regressor_path
-        if regressor_path is None:
-            if "mano_joint_reg" not in state_dict:
-                raise KeyError(
-                    f"checkpoint {os.fspath(checkpoint_path)!r} has no 'mano_joint_reg': pass --joint-regressor")
-            regressor_path = os.path.join(scratch, "joint_regressor.npy")
-            np.save(regressor_path, np.asarray(state_dict["mano_joint_reg"], np.float32))
-        topology = load_official_topology(template_dir, joint_regressor_path=regressor_path)
-    variant = MULTI_FRAME_VARIANT if multi_frame else SINGLE_FRAME_VARIANT
-    model = H2ONet(topology, model_config_for(variant))
-    # Everything is checked before OUT_DIR is written.
-    variables = state_dict_to_variables(state_dict, model, multi_frame=multi_frame)
-
-    os.makedirs(out_dir, exist_ok=True)
-    topology_path = os.path.join(out_dir, "topology.npz")
-    save_topology(topology, topology_path)
-    config = get_config()
-    config.model.variant = variant
-    config.model.width_divisor = 1
-    config.model.topology = topology_path
-    with config.unlocked():
-        config.converted_from = os.path.abspath(os.fspath(checkpoint_path))
-    optim = OptimConfig(learning_rate=config.optim.learning_rate,
-                        milestones_epochs=tuple(config.optim.milestones_epochs),
-                        decay=config.optim.decay, grad_clip_norm=config.optim.grad_clip_norm)
-    state = build_train_state(model, variables, optim)
-    with open(os.path.join(out_dir, "config.json"), "w", encoding="utf-8") as f:
-        f.write(config.to_json_best_effort(indent=2))
-    checkpoints = Checkpoints(out_dir, keep=config.train.keep_checkpoints)
-    checkpoints.save(0, state, None)
-    checkpoints.wait()
-    checkpoints.close()
-    return out_dir
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m h2o_jax.convert",
-        description="Convert an official PyTorch H2ONet checkpoint into an h2o_jax work directory.")
-    parser.add_argument("checkpoint", help="official .pth (raw state dict or {'state_dict': ...})")
-    parser.add_argument("out_dir", help="new work directory: config.json, topology.npz, checkpoints/")
-    parser.add_argument("--template-dir", required=True,
-                        help="official template folder (template.ply, transform.pkl)")
-    parser.add_argument("--joint-regressor", default=None,
-                        help="[21, 778] .npy for the topology (default: the checkpoint's mano_joint_reg)")
-    parser.add_argument("--multi-frame", action="store_true", help="the checkpoint is the multi-frame H2ONet_MF")
-    args = parser.parse_args(argv)
-    try:
-        out = convert_checkpoint(args.checkpoint, args.out_dir, args.template_dir,
-                                 joint_regressor_path=args.joint_regressor, multi_frame=args.multi_frame)
-    except (ValueError, KeyError, FileNotFoundError, ImportError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print(json.dumps({"out_dir": out, "variant": MULTI_FRAME_VARIANT if args.multi_frame else SINGLE_FRAME_VARIANT}))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -280,7 +280,7 @@ def test_pth_round_trip_through_the_command_line(tmp_path, capsys):
     import optax
 
     from experiments.checkpointing import Checkpoints
-    from h2o_jax.convert import main
+    from experiments.convert import main
     from h2o_jax.hand.topology import load_topology
     from h2o_jax.training import TrainState
 
@@ -324,3 +324,40 @@ def test_pth_round_trip_through_the_command_line(tmp_path, capsys):
     # Errors come back as exit status 1 with the reason on stderr, and nothing is written.
     assert main([str(tmp_path / "missing.pth"), str(tmp_path / "other"), "--template-dir", str(template)]) == 1
     assert "missing.pth" in capsys.readouterr().err and not (tmp_path / "other").exists()
+
+
+@needs_reference
+def test_converted_directory_records_its_topology_hash(tmp_path, monkeypatch):
+    """A converted directory is restored like a training run: topology.npz plus its sha256 in
+    config.json (only the .pth reading, which needs PyTorch, is replaced by the state dict)."""
+    import experiments.convert
+    from experiments.common import run_topology
+    from h2o_jax.hand.topology import load_topology, topology_hash
+
+    state = random_state_dict(SINGLE_FRAME_VARIANT, seed=3)
+    monkeypatch.setattr(experiments.convert, "load_torch_checkpoint", lambda path: state)
+    template = tmp_path / "template"
+    template.mkdir()
+    write_official_template(template, np.random.default_rng(4))
+    out = experiments.convert.convert_checkpoint("model.pth", tmp_path / "converted", template)
+    config = json.loads((tmp_path / "converted" / "config.json").read_text())
+    saved = load_topology(tmp_path / "converted" / "topology.npz")
+    assert config["model"]["topology_sha256"] == topology_hash(saved)
+    topology, digest, _ = run_topology(out)
+    assert digest == topology_hash(saved)
+    np.testing.assert_array_equal(topology.joint_regressor, state["mano_joint_reg"])
+
+
+def test_the_library_does_not_import_the_application_layer():
+    """h2o_jax must not depend on experiments/ (design.md: experiments -> data_loaders, h2o_jax)."""
+    import ast
+    import pathlib
+
+    package = pathlib.Path(__file__).resolve().parents[1] / "h2o_jax"
+    offenders = []
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] in ("experiments", "data_loaders")]
+    assert not offenders

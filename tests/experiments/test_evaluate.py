@@ -5,6 +5,7 @@ import copy
 import json
 import os
 import pathlib
+import shutil
 import sys
 import zipfile
 
@@ -47,18 +48,22 @@ def _random_variables(model, seed=0):
 
 
 def make_run(workdir, variant="single_frame"):
-    """A run directory as `experiments.train` leaves it: config.json and a step-0 checkpoint."""
+    """A run directory as `experiments.train` leaves it: config.json (with the topology's hash),
+    topology.npz and a step-0 checkpoint."""
     from experiments.checkpointing import Checkpoints
     from h2o_jax.config import model_config_for
     from h2o_jax.nn import H2ONet
     from h2o_jax.training import TrainState
 
+    from h2o_jax.hand.topology import topology_hash
+
     config = get_config("tiny")
     config.model.update(topology=TOPOLOGY, variant=variant, width_divisor=8)
     os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:
-        f.write(config.to_json_best_effort(indent=2))
-    model = H2ONet(experiments.common.build_topology(TOPOLOGY), model_config_for(variant, width_divisor=8))
+    topology = experiments.common.build_topology(TOPOLOGY)
+    experiments.common.save_run_topology(str(workdir), topology)
+    experiments.common.write_run_config(str(workdir), config, topology_hash(topology))
+    model = H2ONet(topology, model_config_for(variant, width_divisor=8))
     variables = _random_variables(model)
     # An empty optimiser state: evaluation reads params and batch_stats only, and restoring
     # Adam's two moment trees too triples orbax's restore time.
@@ -83,7 +88,7 @@ def restored(run_dir):
 @pytest.fixture
 def cached_restore(restored, monkeypatch):
     """Tests of what follows the restore skip orbax (the end-to-end test covers it)."""
-    monkeypatch.setattr(evaluate, "restore_run", lambda workdir, which: restored)
+    monkeypatch.setattr(evaluate, "restore_run", lambda workdir, which, **kwargs: restored)
 
 
 @pytest.fixture
@@ -312,13 +317,66 @@ def test_user_errors_are_one_line(run_dir, restored, tmp_path, monkeypatch):
         evaluate.main(["--workdir", str(tmp_path / "missing")])
     empty = tmp_path / "no_checkpoint"
     empty.mkdir()
-    (empty / "config.json").write_text(pathlib.Path(run_dir, "config.json").read_text())
+    for name in ("config.json", "topology.npz"):
+        (empty / name).write_bytes(pathlib.Path(run_dir, name).read_bytes())
     with pytest.raises(SystemExit, match=r"^error: no checkpoint .*train first"):
         evaluate.main(["--workdir", str(empty)])
     # An unprepared real dataset: the run's config names Dex-YCB in an empty data folder.
     config, model, variables, step = restored
     config = copy.deepcopy(config)
     config.data.update(name="dexycb", data_dir=str(tmp_path / "tfds"))
-    monkeypatch.setattr(evaluate, "restore_run", lambda workdir, which: (config, model, variables, step))
+    monkeypatch.setattr(evaluate, "restore_run", lambda workdir, which, **kwargs: (config, model, variables, step))
     with pytest.raises(SystemExit, match=r"^error: dataset 'dexycb' is not prepared in .*download_and_prepare"):
         evaluate.main(["--workdir", run_dir])
+
+
+def test_dataset_and_data_dir_flags_choose_the_scored_dataset(run_dir, cached_restore, monkeypatch, tmp_path):
+    data = make_records(num_vertices=48)
+    opened = []
+
+    def open_records(config, split):
+        opened.append((config.name, config.data_dir, config.gap, split))
+        return data
+
+    monkeypatch.setattr(experiments.common, "open_records", open_records)
+
+    def ground_truth(batch):
+        return {"joints_r_m": batch["joints_r_m"][:, 0], "verts_r_m": batch["verts_r_m"][:, 0]}
+
+    report = evaluate.run_evaluation(run_dir, limit=2, batch_size=2, out_dir=str(tmp_path), predict_fn=ground_truth,
+                                     dataset="dexycb", data_dir="/data/tfds")
+    assert ("dexycb", "/data/tfds", 5, "test") in opened  # Dex-YCB's gap and split, not the run's
+    assert {o[:2] for o in opened} == {("dexycb", "/data/tfds")}
+    assert report["dataset"] == "dexycb" and (tmp_path / "eval_dexycb_test.json").exists()
+    evaluate.run_evaluation(run_dir, limit=2, batch_size=2, out_dir=str(tmp_path), predict_fn=ground_truth,
+                            data_dir="/other")
+    assert opened[-1] == ("synthetic/tiny", "/other", 3, "test")  # the run's own dataset elsewhere
+    with pytest.raises(SystemExit, match=r"^error: unknown dataset 'nope'"):
+        evaluate.main(["--workdir", run_dir, "--dataset", "nope"])
+
+
+def test_a_topology_other_than_the_runs_is_refused(run_dir, records, tmp_path):
+    with pytest.raises(SystemExit, match=r"^error: topology 'random:50,25,12,6,3' .* is not the one the run in "
+                                         rf".* trained with .*: use {run_dir}/topology\.npz"):
+        evaluate.main(["--workdir", run_dir, "--topology", "random:50,25,12,6,3"])
+
+    def ground_truth(batch):
+        return {"joints_r_m": batch["joints_r_m"][:, 0], "verts_r_m": batch["verts_r_m"][:, 0]}
+
+    report = evaluate.run_evaluation(run_dir, limit=2, batch_size=2, out_dir=str(tmp_path), predict_fn=ground_truth,
+                                     topology=os.path.join(run_dir, "topology.npz"))  # its own: accepted
+    assert report["num_labelled"] == 2
+
+
+def test_a_run_saved_before_topology_hashes_is_rebuilt_from_its_spec_with_a_warning(run_dir, tmp_path, capsys):
+    old = tmp_path / "old_run"
+    shutil.copytree(run_dir, old)
+    (old / "topology.npz").unlink()
+    config = json.loads((old / "config.json").read_text())
+    del config["model"]["topology_sha256"]
+    (old / "config.json").write_text(json.dumps(config))
+    _, model, _, _ = experiments.common.restore_run(str(old), "latest")
+    assert "records no topology hash" in capsys.readouterr().out
+    from h2o_jax.hand.topology import load_topology, topology_hash
+
+    assert topology_hash(model.topology) == topology_hash(load_topology(os.path.join(run_dir, "topology.npz")))
