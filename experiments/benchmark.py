@@ -18,6 +18,7 @@ import datetime
 import json
 import os
 import statistics
+import sys
 import time
 from typing import Any, Callable
 
@@ -201,9 +202,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """Raises ValueError naming the first option a benchmark cannot run with."""
+    for dtype in args.dtypes.split(","):
+        if dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"--dtypes: {dtype!r} is not float32 or bfloat16")
+    model_config_for("B+D+MF+FO+HO", width_divisor=args.width_divisor)  # checks --width-divisor
+    for name in ("batch", "iters", "batch_iters", "train_batch", "train_iters", "frame_gap"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+
+
 def main(argv: list[str] | None = None) -> list[Result]:
     args = parse_args(argv)
-    topology, topology_note = resolve_topology(args.topology)
+    try:
+        check_args(args)
+        topology, topology_note = resolve_topology(args.topology)
+    except (ValueError, KeyError, FileNotFoundError) as err:
+        sys.exit(f"error: {err}")
     device = jax.devices()[0]
     print(f"device: {device.device_kind} ({jax.default_backend()}), jax {jax.__version__}, preset {args.preset}, "
           f"topology: {topology_note}, width divisor {args.width_divisor}", flush=True)

@@ -217,8 +217,9 @@ def write_animation(frames: Sequence[np.ndarray], path: str, fps: float) -> None
 
 def run_demo(workdir: str, input_path: str, out_dir: str, box: str | None = None, focal_px: float | None = None,
              gif: bool = False, max_frames: int = 0, checkpoint: str = "best", frame_gap: int | None = None,
-             fps: float | None = None) -> dict[str, Any]:
-    """Runs the demo (module docstring); returns {"frames": [png paths], "animation": path, ...}."""
+             fps: float | None = None, topology: str | None = None) -> dict[str, Any]:
+    """Runs the demo (module docstring); returns {"frames": [png paths], "animation": path, ...}.
+    `topology`, when given, must be the run's own (its topology.npz is used either way)."""
     import jax
 
     from experiments.common import restore_run
@@ -232,7 +233,7 @@ def run_demo(workdir: str, input_path: str, out_dir: str, box: str | None = None
     box_array = None if box is None else parse_box(box)
     frames_in = read_frames(input_path, max_frames)  # checks the input before the slow restore
     first = next(frames_in)
-    config, model, variables, step = restore_run(workdir, checkpoint)
+    config, model, variables, step = restore_run(workdir, checkpoint, topology=topology)
     gap = int(config.data.gap if frame_gap is None else frame_gap)
     if gap < 1:
         raise UserError(f"--frame-gap must be >= 1; got {gap}")
@@ -297,10 +298,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--checkpoint", default="best", choices=("best", "latest"))
     parser.add_argument("--frame-gap", type=int, default=None, help="k of frames t-k, t-2k (default: the run's)")
     parser.add_argument("--fps", type=float, default=None, help="output frame rate (default: the video's, or 15)")
+    parser.add_argument("--topology", default=None, help="a topology spec that must be the run's own (checked; "
+                                                          "the run's topology.npz is used)")
     args = parser.parse_args(argv)
     try:
         return run_demo(args.workdir, args.input, args.out, args.box, args.focal_px, args.gif, args.max_frames,
-                        args.checkpoint, args.frame_gap, args.fps)
+                        args.checkpoint, args.frame_gap, args.fps, topology=args.topology)
     except (UserError, FileNotFoundError) as err:
         sys.exit(f"error: {err}")
 

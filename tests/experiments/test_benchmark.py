@@ -17,3 +17,15 @@ def test_benchmark_tiny_preset_writes_a_consistent_report(tmp_path):
         assert abs(row["fps"] - 1000.0 / row["ms_per_frame"]) < 1e-6
         assert result.case == row["case"]
     assert report["topology"].startswith("random tables, tiny")
+
+
+def test_bad_options_are_one_line_errors(tmp_path):
+    import pytest
+
+    cases = [(["--topology", str(tmp_path / "missing.npz")], r"^error: topology file .*missing\.npz"),
+             (["--dtypes", "float16"], r"^error: --dtypes: 'float16' is not float32 or bfloat16"),
+             (["--width-divisor", "3"], r"^error: width_divisor must divide"),
+             (["--iters", "0"], r"^error: --iters must be >= 1")]
+    for flags, message in cases:
+        with pytest.raises(SystemExit, match=message):
+            benchmark.main(["--preset", "tiny", "--out", str(tmp_path / "b.json"), *flags])

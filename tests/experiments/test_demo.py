@@ -178,6 +178,12 @@ def test_command_errors_are_one_line(tmp_path):
                    "--out", str(tmp_path / "o")])
 
 
+def test_a_topology_other_than_the_runs_is_refused(run_dir, tmp_path):
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(SystemExit, match=rf"^error: topology 'builtin' .* is not the one .*: use {run_dir}/topology\.npz"):
+        demo.main(["--workdir", run_dir, "--input", str(tmp_path), "--out", str(tmp_path / "o"), "--topology", "builtin"])
+
+
 def test_known_network_outputs_are_placed_and_drawn_where_they_project(run_dir, tmp_path, monkeypatch):
     """A stand-in network outputs a fixed hand whose 2D joints are its exact projection from a known
     root: the demo must recover that root and draw the mesh over exactly those crop pixels."""
