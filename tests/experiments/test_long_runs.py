@@ -1,6 +1,7 @@
 """The training command as a long run lives it, in real subprocesses on synthetic/tiny: killed
 with SIGKILL, stopped with SIGTERM and SIGINT, resumed; and a damaged dataset."""
 
+import json
 import os
 import queue
 import re
@@ -76,11 +77,11 @@ def trainer(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def reference(trainer, tmp_path_factory):
-    """Train losses by step of an uninterrupted run (it also generates the data once)."""
+    """(workdir, train losses by step) of an uninterrupted run."""
     workdir = tmp_path_factory.mktemp("reference")
     status, output = trainer.run(workdir)
     assert status == 0, output
-    return {r["step"]: r["total"] for r in read_metrics(str(workdir), split="train")}
+    return workdir, {r["step"]: r["total"] for r in read_metrics(str(workdir), split="train")}
 
 
 def complete_steps(workdir):
@@ -120,6 +121,7 @@ def train_steps(workdir):
 
 
 def test_kill_stop_and_resume_lose_nothing_and_match_an_uninterrupted_run(trainer, reference, tmp_path):
+    _, reference = reference
     workdir = tmp_path / "run"
     # SIGKILL once the checkpoint of step 4 is written (orbax writes it in the background): every
     # logged step is on disk, JSONL and TensorBoard.
@@ -181,13 +183,51 @@ def damaged_copy(data_dir, tmp_path, split, damage):
     return copy, folder, shard
 
 
+def files_of(folder):
+    return sorted((str(p.relative_to(folder)), p.stat().st_size) for p in folder.rglob("*") if p.is_file())
+
+
 @pytest.mark.parametrize("damage", ["truncated", "missing"])
-def test_an_unreadable_record_names_its_file_and_the_fix(trainer, reference, tmp_path, damage, monkeypatch):
-    del reference  # the data it generated
+def test_an_unreadable_record_names_its_file_and_the_fix_and_the_run_stays_intact(trainer, reference, tmp_path,
+                                                                                   damage, monkeypatch):
+    run = tmp_path / "run"
+    shutil.copytree(reference[0], run)
+    checkpoints = files_of(run / "checkpoints")
     data_dir, folder, shard = damaged_copy(trainer.env["TFDS_DATA_DIR"], tmp_path, "train", damage)
     monkeypatch.setenv("TFDS_DATA_DIR", str(data_dir))
-    with pytest.raises(SystemExit) as exit_info:
-        train.main([*CONFIG, "--workdir", str(tmp_path / "run")])
+    with pytest.raises(SystemExit) as exit_info:  # the run goes on for more steps, on damaged data
+        train.main([*CONFIG, f"--config.train.num_steps={2 * NUM_STEPS}", "--workdir", str(run)])
     message = str(exit_info.value.code)
     assert "\n" not in message and message.startswith("error: cannot read record 0 of 'synthetic/tiny' split 'train'")
     assert str(shard) in message and f"delete {folder}" in message
+    assert files_of(run / "checkpoints") == checkpoints
+
+
+def test_evaluation_of_an_unreadable_split_names_its_file(trainer, reference, tmp_path):
+    data_dir, folder, shard = damaged_copy(trainer.env["TFDS_DATA_DIR"], tmp_path, "test", "truncated")
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate.main(["--workdir", str(reference[0]), "--data-dir", str(data_dir), "--out", str(tmp_path / "out")])
+    message = str(exit_info.value.code)
+    assert "\n" not in message and message.startswith("error: cannot read record 0 of 'synthetic/tiny' split 'test'")
+    assert str(shard) in message and f"delete {folder}" in message
+
+
+def test_a_run_is_scored_on_another_prepared_dataset_and_refused_on_other_meshes(trainer, reference, tmp_path):
+    from test_evaluate import make_run
+
+    data_dir = trainer.env["TFDS_DATA_DIR"]
+    # The reference run as if trained on Dex-YCB (not prepared here), scored on synthetic/tiny.
+    run = tmp_path / "run"
+    shutil.copytree(reference[0], run)
+    config = json.loads((run / "config.json").read_text())
+    config["data"].update(name="dexycb", gap=5, data_dir=str(tmp_path / "no_dexycb_here"))
+    (run / "config.json").write_text(json.dumps(config))
+    report = evaluate.main(["--workdir", str(run), "--dataset", "synthetic/tiny", "--data-dir", data_dir,
+                            "--limit", "4", "--batch-size", "4", "--checkpoint", "latest"])
+    assert report["dataset"] == "synthetic/tiny" and report["num_labelled"] == 4
+    assert json.loads((run / "eval_synthetic_tiny_test.json").read_text())["overall"]["num_samples"] == 4
+    # A run on a 48-vertex mesh cannot be scored on the built-in hand's 719-vertex meshes.
+    small = make_run(tmp_path / "small")
+    with pytest.raises(SystemExit, match=r"^error: the run's hand topology .* has 48 vertices but 'synthetic/tiny' "
+                                         r"meshes have \d+"):
+        evaluate.main(["--workdir", small, "--dataset", "synthetic/tiny", "--data-dir", data_dir])
