@@ -33,7 +33,16 @@ class UserError(Exception):
 
 
 def build_topology(spec: str) -> MeshTopology:
-    """The `MeshTopology` named by `spec` (module docstring)."""
+    """The `MeshTopology` named by `spec` (module docstring); a file that cannot be read is a
+    UserError naming the spec."""
+    try:
+        return _build_topology(spec)
+    except (FileNotFoundError, KeyError, ValueError) as err:
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise UserError(f"topology {spec!r}: {reason}") from None
+
+
+def _build_topology(spec: str) -> MeshTopology:
     if spec == "builtin":
         from h2o_jax.hand import builtin_topology
 

@@ -110,3 +110,11 @@ def test_a_bogus_variant_is_a_one_line_error(tmp_path):
     with pytest.raises(SystemExit, match=r"^error: bad config or flags: width_divisor must divide"):
         train.main(["--config", "experiments/configs/synthetic.py:tiny", "--config.model.width_divisor=3",
                     "--workdir", str(tmp_path / "w")])
+
+
+def test_an_unreadable_topology_is_a_one_line_error(tmp_path):
+    config = tiny_config()
+    config.model.topology = "mano:/nonexistent/MANO_RIGHT.pkl"
+    with pytest.raises(train.UserError, match=r"^topology 'mano:/nonexistent/MANO_RIGHT\.pkl': .*nonexistent") as err:
+        train.train_and_evaluate(config, str(tmp_path / "w"), make_source(4))
+    assert "\n" not in str(err.value)  # main() prints it as one `error: ...` line
