@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from typing import Any
 
 import ml_collections
@@ -199,7 +200,11 @@ def run_topology(workdir: str) -> tuple[MeshTopology, str, str] | None:
     if not os.path.exists(path):
         raise UserError(f"{path!r} is missing: {workdir}/config.json records the topology sha256 {digest[:12]}..., "
                         "put the run's topology.npz back")
-    topology = load_topology(path)
+    try:
+        topology = load_topology(path)
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as err:
+        raise UserError(f"{path!r} cannot be read ({type(err).__name__}: {err}): put the run's topology.npz "
+                        "back") from None
     if topology_hash(topology) != digest:
         raise UserError(f"{path!r} is not the topology recorded in {workdir}/config.json (sha256 "
                         f"{topology_hash(topology)[:12]}... != {digest[:12]}...): the file was changed or damaged")

@@ -96,7 +96,8 @@ def load_topology(path: str | os.PathLike[str]) -> MeshTopology:
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"topology file {path!r} does not exist")
-    with np.load(path, allow_pickle=False) as data:
+    # An open file object, so that it is closed even when numpy cannot read it (a damaged file).
+    with open(path, "rb") as file, np.load(file, allow_pickle=False) as data:
         keys = set(data.files)
 
         def get(key: str) -> np.ndarray:

@@ -381,3 +381,12 @@ def test_a_run_saved_before_topology_hashes_is_rebuilt_from_its_spec_with_a_warn
     from h2o_jax.hand.topology import load_topology, topology_hash
 
     assert topology_hash(model.topology) == topology_hash(load_topology(os.path.join(run_dir, "topology.npz")))
+
+
+def test_a_damaged_topology_file_is_a_one_line_error(run_dir, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    data = (run / "topology.npz").read_bytes()
+    (run / "topology.npz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(SystemExit, match=r"^error: .*topology\.npz' cannot be read .*put the run's topology\.npz back"):
+        evaluate.main(["--workdir", str(run)])
