@@ -60,3 +60,21 @@ class EveryNth:
         if not 0 <= index < self.count:
             raise IndexError(f"sample index {index} out of range for {self.count} samples")
         return self.source[index * self.stride]
+
+
+def hold_out_sequences(source, num_sequences: int):
+    """(training source, validation source) from a `data_loaders.pipeline.SampleSource`: the
+    last `num_sequences` sequences become a separate source without gap jitter, the training
+    source keeps the others and the original's gap, policy and jitter."""
+    from data_loaders.pipeline import SampleSource
+
+    index = source.index
+    train_ids, val_ids = split_by_sequence(index.sequence_index, num_sequences)
+
+    def subset(ids, jitter: bool):
+        return SampleSource(RecordSubset(source.records, ids), gap=index.gap, policy=index.policy,
+                            train_jitter=jitter, jitter=index.jitter,
+                            frame_ids=(index.sequence_index[ids], index.frame_number[ids]),
+                            include_hand_mask=source.include_hand_mask)
+
+    return subset(train_ids, index.train_jitter), subset(val_ids, False)

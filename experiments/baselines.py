@@ -69,3 +69,23 @@ class BaselineCollectors:
     def results(self) -> dict[str, Any]:
         """{name: {"overall": ..., "by_occlusion": ...}} as `MetricCollector.results`."""
         return {name: collector.results() for name, collector in self.collectors.items()}
+
+
+def evaluate_baselines(constants: dict[str, tuple[np.ndarray, np.ndarray]], eval_source,
+                       chunk_size: int = 16) -> dict[str, Any]:
+    """The constants scored on frame 0 of every sample of `eval_source` (random access, samples
+    of the batch contract): {name: {"overall": ..., "by_occlusion": ...}}."""
+    collectors = BaselineCollectors(constants)
+    for start in range(0, len(eval_source), chunk_size):
+        samples = [eval_source[i] for i in range(start, min(start + chunk_size, len(eval_source)))]
+        stack = {k: np.stack([np.asarray(s[k]) for s in samples]) for k in
+                 ("joints_r_m", "verts_r_m", "occ_labels", "occ_label_mask", "mask")}
+        collectors.add(stack["joints_r_m"][:, 0], stack["verts_r_m"][:, 0], stack["occ_labels"][:, 0],
+                       stack["occ_label_mask"][:, 0], keep=stack["mask"] > 0)
+    return collectors.results()
+
+
+def baseline_constants(train_records, template_vertices_m, joint_regressor) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{"mean_hand": training_mean_hand(train_records), "rest_hand": rest_hand(template)}."""
+    return {"mean_hand": training_mean_hand(train_records),
+            "rest_hand": rest_hand(template_vertices_m, joint_regressor)}

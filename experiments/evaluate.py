@@ -189,6 +189,25 @@ def dataset_config(run_data, dataset: str | None, data_dir: str | None):
     return data, data.get("eval_split", "test"), prefix
 
 
+def _baseline_collectors(data, topology):
+    """Collectors of the constant-hand baselines (mean hand of the dataset's train split, rest
+    hand), or None when the dataset has no labelled train split or other meshes."""
+    from experiments.baselines import BaselineCollectors, baseline_constants
+    from experiments.common import open_records
+
+    try:
+        records = open_records(data, "train")
+    except UserError:
+        return None
+    if len(records) == 0 or np.shape(records[0]["verts_cam_m"])[0] != len(topology.template_vertices_m):
+        return None
+    try:
+        return BaselineCollectors(baseline_constants(records, topology.template_vertices_m,
+                                                     topology.joint_regressor))
+    except ValueError:  # no labelled training record
+        return None
+
+
 def run_evaluation(workdir: str, split: str | None = None, checkpoint: str = "best", limit: int = 0,
                    batch_size: int = 16, out_dir: str | None = None, predict_fn=None, dataset: str | None = None,
                    data_dir: str | None = None, topology: str | None = None) -> dict[str, Any]:
@@ -221,6 +240,7 @@ def run_evaluation(workdir: str, split: str | None = None, checkpoint: str = "be
     os.makedirs(out_dir, exist_ok=True)
 
     collector = MetricCollector()
+    baselines = _baseline_collectors(data, model.topology)
     unlabelled: dict[str, list[np.ndarray]] = {"joints": [], "verts": [], "roots": []}
     dataset = make_eval_dataset(source, batch_size, shard_index=0, shard_count=1)
     for number in range(len(dataset)):
@@ -233,6 +253,9 @@ def run_evaluation(workdir: str, split: str | None = None, checkpoint: str = "be
         if labelled.any():
             collector.add(pred_joints, pred_verts, batch["joints_r_m"][:, 0], batch["verts_r_m"][:, 0],
                           batch["occ_labels"][:, 0], batch["occ_label_mask"][:, 0], keep=labelled)
+            if baselines is not None:
+                baselines.add(batch["joints_r_m"][:, 0], batch["verts_r_m"][:, 0], batch["occ_labels"][:, 0],
+                              batch["occ_label_mask"][:, 0], keep=labelled)
         todo = real & ~labelled
         if todo.any():
             unlabelled["joints"].append(pred_joints[todo])
@@ -249,6 +272,11 @@ def run_evaluation(workdir: str, split: str | None = None, checkpoint: str = "be
     if collector.num_samples:
         report.update(collector.results())
         print(format_table(report))
+        if baselines is not None:
+            report["baselines"] = baselines.results()
+            for name, results in report["baselines"].items():
+                print(f"\nconstant {name.replace('_', ' ')} (experiments/baselines.py), same samples:")
+                print(format_table(results))
         png = os.path.join(out_dir, f"auc_{prefix}{split}.png")
         plot_auc({"mesh, PA": collector.errors("pa_vert_err"), "mesh": collector.errors("vert_err"),
                   "joints, PA": collector.errors("pa_joint_err"), "joints": collector.errors("joint_err")},

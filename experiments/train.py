@@ -30,10 +30,15 @@ import ml_collections
 import numpy as np
 
 from data_loaders.pipeline import FirstSamples, SampleSource, make_train_dataset
+from data_loaders.validation import EveryNth, hold_out_sequences
+from experiments.baselines import baseline_constants, evaluate_baselines
 from experiments.checkpointing import Checkpoints
+from experiments.curves import write_curves_png
+from experiments.compile_cache import enable_compilation_cache
 from experiments.common import UserError, restore_variables, sample_source, training_topology, write_run_config
 from experiments.writers import MetricWriter, StepTimer, every, format_eta
 from h2o_jax.config import LossConfig, model_config_for
+from h2o_jax.hand.topology import MeshTopology, load_topology
 from h2o_jax.metrics import MetricAccumulator, root_align, sample_metrics
 from h2o_jax.nn import H2ONet
 from h2o_jax.sharding import batch_sharded, check_global_batch_size, make_data_mesh, replicated
@@ -139,6 +144,20 @@ def _init_from_run(state: TrainState, run_dir: str) -> TrainState:
                          batch_stats=as_state(variables["batch_stats"], state.batch_stats))
 
 
+def optim_config(config: ml_collections.ConfigDict) -> OptimConfig:
+    optim = config.optim
+    return OptimConfig(
+        learning_rate=optim.learning_rate, milestones_epochs=tuple(optim.milestones_epochs), decay=optim.decay,
+        grad_clip_norm=optim.grad_clip_norm, schedule=optim.schedule, warmup_steps=optim.warmup_steps,
+        total_steps=config.train.num_steps, final_fraction=optim.final_fraction,
+        rotation_lr_scale=optim.rotation_lr_scale)
+
+
+def loss_config_from(config: ml_collections.ConfigDict) -> LossConfig:
+    return LossConfig(stage=config.loss.stage, normal_weight=config.loss.normal_weight,
+                      rot_weight=config.loss.rot_weight)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, train_source: Sequence[dict],
                        eval_source: Sequence[dict] | None = None, stop_after_steps: int | None = None) -> TrainState:
     """Trains `config.train.num_steps` steps (resuming from `workdir` if it holds checkpoints).
@@ -156,10 +175,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, train_so
     mesh = make_data_mesh()
     check_global_batch_size(config.data.batch_size, mesh)
     steps_per_epoch = max(len(train_source) // config.data.batch_size, 1)
-    optimizer = make_optimizer(OptimConfig(
-        learning_rate=config.optim.learning_rate, milestones_epochs=tuple(config.optim.milestones_epochs),
-        decay=config.optim.decay, grad_clip_norm=config.optim.grad_clip_norm), steps_per_epoch)
-    loss_config = LossConfig(stage=config.loss.stage)
+    optimizer = make_optimizer(optim_config(config), steps_per_epoch)
+    loss_config = loss_config_from(config)
     key = jax.random.key(config.seed)
     state = jax.jit(lambda k: create_train_state(model, optimizer, k, config.data.batch_size),
                     out_shardings=replicated(mesh))(key)
@@ -180,6 +197,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, train_so
                          in_shardings=(replicated(mesh), batch_sharded(mesh)),
                          out_shardings=(replicated(mesh), replicated(mesh)), donate_argnums=0)
     predict = jax.jit(make_predict_step(model))
+    baselines = None
+    if eval_source is not None and hasattr(train_source, "records"):  # a SampleSource: constants to beat
+        baselines = evaluate_baselines(baseline_constants(
+            train_source.records, topology.template_vertices_m, topology.joint_regressor), eval_source)
     writer = MetricWriter(workdir, resume_step=start_step)
     total = config.train.num_steps
     timer = StepTimer(start_step, total)
@@ -218,8 +239,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, train_so
                     writer.write_scalars(step, results["overall"], split="eval")
                     score = results["overall"]["pa_j_pe_mm"] + results["overall"]["pa_v_pe_mm"]
                     checkpoints.save_best(step, state, score)
+                    if baselines is not None:
+                        results["baselines"] = baselines
                     with open(os.path.join(workdir, f"eval_{step}.json"), "w", encoding="utf-8") as f:
                         json.dump(results, f, indent=2)
+                    if jax.process_index() == 0:
+                        write_curves_png(workdir, baselines)
                 if stopping and step < total:
                     checkpoints.wait()
                     raise TrainingStopped(step, stop.signum)
@@ -231,6 +256,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, train_so
         checkpoints.close()
         writer.close()
     return state
+
+
+def training_sources(config: ml_collections.ConfigDict):
+    """(train source, periodic-evaluation source or None) of a config: with
+    `data.val_sequences` > 0 the evaluation runs on that many sequences held out of the train
+    split (every 4th sample), else on `data.eval_split`; `data.eval_limit` caps it."""
+    train_source = sample_source(config.data, "train", train=True)
+    if not config.train.eval_every:
+        return train_source, None
+    if config.data.val_sequences:
+        train_source, eval_source = hold_out_sequences(train_source, int(config.data.val_sequences))
+        eval_source = EveryNth(eval_source, 4)
+    else:
+        eval_source = sample_source(config.data, config.data.eval_split, train=False)
+    if config.data.eval_limit:
+        eval_source = FirstSamples(eval_source, int(config.data.eval_limit))
+    return train_source, eval_source
 
 
 def _load_config_flags(argv):
@@ -295,23 +337,33 @@ def main(argv: Sequence[str] | None = None) -> TrainState:
         config, workdir, stop_after_steps = _load_config_flags(argv)
         if config.distributed:
             jax.distributed.initialize()
-        train_source = sample_source(config.data, "train", train=True)
-        eval_source = None
-        if config.train.eval_every:
-            eval_source = sample_source(config.data, config.data.eval_split, train=False)
-            if config.data.eval_limit:
-                eval_source = FirstSamples(eval_source, int(config.data.eval_limit))
+        enable_compilation_cache()
+        train_source, eval_source = training_sources(config)
         state = train_and_evaluate(config, workdir, train_source, eval_source, stop_after_steps=stop_after_steps)
     except TrainingStopped as stopped:
         print(stopped, flush=True)
         sys.exit(128 + stopped.signum)  # the shell's convention: 143 after SIGTERM, 130 after SIGINT
     except (UserError, FloatingPointError) as err:
         sys.exit(f"error: {err}")
+    finished = int(jax.device_get(state.step)) >= config.train.num_steps
+    if finished and config.data.val_sequences and config.train.eval_every:
+        # Settings and the best checkpoint were chosen on the validation slice; the test split
+        # is scored once, at the end (with the constant-hand baselines).
+        from experiments.evaluate import run_evaluation
+
+        try:
+            run_evaluation(workdir, config.data.eval_split, "best", limit=int(config.data.eval_limit),
+                           batch_size=config.data.batch_size)
+        except UserError as err:
+            sys.exit(f"error: {err}")
     if config.train.predictions_png and jax.process_index() == 0:
         from experiments.visualize import write_prediction_png
 
-        source = eval_source if eval_source is not None else train_source
-        path = write_prediction_png(workdir, config, state, source)
+        source = sample_source(config.data, config.data.eval_split, train=False) if config.train.eval_every \
+            else train_source
+        model = H2ONet(load_topology(os.path.join(workdir, "topology.npz")),
+                       model_config_for(config.model.variant, width_divisor=config.model.width_divisor))
+        path = write_prediction_png(workdir, model, state, source)
         print(f"wrote {path}")
     print(f"done: checkpoints in {os.path.join(workdir, 'checkpoints')}, metrics in "
           f"{os.path.join(workdir, 'metrics.jsonl')}")

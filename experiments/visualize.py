@@ -56,21 +56,57 @@ def prediction_panel(sample: dict, pred_verts_r_m: np.ndarray, faces: np.ndarray
                            side_view(np.asarray(pred_verts_r_m, np.float64), faces)], axis=1)
 
 
-def write_prediction_png(workdir: str, config, state, source, num_samples: int = 6) -> str:
-    """Runs the trained model on the first samples of `source`; writes `<workdir>/predictions.png`."""
-    from experiments.common import build_topology
-    from h2o_jax.config import model_config_for
-    from h2o_jax.nn import H2ONet
+def pick_display_samples(source, count: int, scan_limit: int = 400) -> list[int]:
+    """Indices of up to `count` samples of `source` from different sequences, about a third of them
+    with occluded fingers or hand (frame 0), spread over the first `scan_limit` samples."""
+    from h2o_jax.metrics import occlusion_category
+
+    total = min(len(source), scan_limit)
+    order = np.linspace(0, total - 1, min(total, 4 * count)).round().astype(int)
+    seen, occluded, visible = set(), [], []
+    for index in dict.fromkeys(order.tolist()):
+        sample = source[index]
+        sequence = int(np.asarray(sample["sequence_index"]))
+        if sequence in seen:
+            continue
+        seen.add(sequence)
+        category = int(occlusion_category(np.asarray(sample["occ_labels"])[None, 0])[0])
+        (occluded if category > 0 else visible).append(index)
+    wanted_occluded = min(len(occluded), max(1, count // 3))
+    picked = occluded[:wanted_occluded] + visible[:count - wanted_occluded]
+    picked += [i for i in occluded[wanted_occluded:] + visible if i not in picked][:count - len(picked)]
+    return sorted(picked[:count])
+
+
+def write_prediction_png(workdir: str, model, state, source, num_samples: int = 6) -> str:
+    """Runs the trained `model` (an H2ONet) on samples of `source` from different sequences
+    (occluded ones included, `pick_display_samples`); writes `<workdir>/predictions.png`, one row
+    per sample labelled with its sequence, occlusion category and errors in mm."""
+    from h2o_jax.metrics import OCCLUSION_CATEGORIES, occlusion_category, root_align, sample_metrics
     from h2o_jax.training import make_predict_step
 
-    topology = build_topology(config.model.topology)
-    model = H2ONet(topology, model_config_for(config.model.variant, width_divisor=config.model.width_divisor))
-    count = min(num_samples, len(source))
-    samples = [source[i] for i in range(count)]
+    indices = pick_display_samples(source, num_samples)
+    samples = [source[i] for i in indices]
     batch = {k: np.stack([s[k] for s in samples]) for k in ("image", "occ_labels")}
     outputs = jax.jit(make_predict_step(model))(jax.device_get(state), batch)
-    pred = np.asarray(outputs["verts_r_m"])[:, 0]
-    rows = [prediction_panel(s, p, np.asarray(topology.faces)) for s, p in zip(samples, pred)]
+    pred_v, pred_j = np.asarray(outputs["verts_r_m"])[:, 0], np.asarray(outputs["joints_r_m"])[:, 0]
+    gt_j, gt_v = (np.stack([s[k][0] for s in samples]).astype(np.float64) for k in ("joints_r_m", "verts_r_m"))
+    with jax.enable_x64(True):
+        metrics = jax.device_get(sample_metrics(*root_align(pred_j.astype(np.float64), pred_v.astype(np.float64)),
+                                                *root_align(gt_j, gt_v)))
+    categories = occlusion_category(np.stack([np.asarray(s["occ_labels"])[0] for s in samples]))
+    faces = np.asarray(model.topology.faces)
+    rows = []
+    for k, (sample, verts) in enumerate(zip(samples, pred_v)):
+        panel = prediction_panel(sample, verts, faces)
+        label = np.full((14, panel.shape[1], 3), 235, np.uint8)
+        text = (f"seq {int(np.asarray(sample['sequence_index']))} frame {int(np.asarray(sample['frame_index'])[0])}"
+                f" | occluded: {OCCLUSION_CATEGORIES[int(categories[k])]} | J-PE "
+                f"{1000 * float(np.mean(metrics['joint_err'][k])):.1f} mm, PA-J-PE "
+                f"{1000 * float(np.mean(metrics['pa_joint_err'][k])):.1f} mm, PA-V-PE "
+                f"{1000 * float(np.mean(metrics['pa_vert_err'][k])):.1f} mm")
+        cv2.putText(label, text, (4, 10), cv2.FONT_HERSHEY_SIMPLEX, 0.33, (0, 0, 0), 1, cv2.LINE_AA)
+        rows += [label, panel]
     grid = np.concatenate(rows, axis=0)
     header = np.full((18, grid.shape[1], 3), 255, np.uint8)
     for i, text in enumerate(("input", "ground truth", "prediction", "prediction, side")):

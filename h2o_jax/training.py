@@ -33,6 +33,9 @@ class OptimConfig:
       schedule: "multistep" (official) or "cosine" (linear warm-up, then cosine to
         `learning_rate * final_fraction` at `total_steps`).
       warmup_steps, total_steps, final_fraction: the cosine schedule's shape.
+      rotation_lr_scale: multiplies the learning rate of the orientation head (`rot_reg`): its
+        un-normalised ReLU MLP feeds a scale-free 6D rotation, so Adam steps that suit the
+        encoder grow its features and turn its output mostly at random (issue 13).
     """
 
     learning_rate: float = 1e-4
@@ -43,6 +46,7 @@ class OptimConfig:
     warmup_steps: int = 0
     total_steps: int = 0
     final_fraction: float = 0.01
+    rotation_lr_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.schedule not in ("multistep", "cosine"):
@@ -61,11 +65,25 @@ def learning_rate_schedule(config: OptimConfig, steps_per_epoch: int) -> optax.S
         config.learning_rate, {int(m * steps_per_epoch): config.decay for m in config.milestones_epochs})
 
 
+def _scale_subtree(name: str, factor: float) -> optax.GradientTransformation:
+    """Multiplies the updates of the top-level parameter subtree `name` by `factor`."""
+
+    def update(updates, state, params=None):
+        del params
+        if name in updates:
+            updates = {**updates, name: jax.tree.map(lambda u: u * factor, updates[name])}
+        return updates, state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
 def make_optimizer(config: OptimConfig, steps_per_epoch: int) -> optax.GradientTransformation:
-    adam = optax.adam(learning_rate_schedule(config, steps_per_epoch))
-    if config.grad_clip_norm <= 0:
-        return adam
-    return optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), adam)
+    parts = [optax.adam(learning_rate_schedule(config, steps_per_epoch))]
+    if config.grad_clip_norm > 0:
+        parts.insert(0, optax.clip_by_global_norm(config.grad_clip_norm))
+    if config.rotation_lr_scale != 1.0:
+        parts.append(_scale_subtree("rot_reg", config.rotation_lr_scale))
+    return parts[0] if len(parts) == 1 else optax.chain(*parts)
 
 
 @struct.dataclass

@@ -15,13 +15,17 @@ def base_config() -> ml_collections.ConfigDict:
     config.data = ml_collections.ConfigDict(dict(
         name="synthetic/default", data_dir="", build_workers=0, batch_size=32, gap=5,
         triplet_policy="by_frame", train_jitter=True, augment=True, workers=0, eval_split="test",
-        eval_limit=0,            # evaluate on the first N test samples only (0 = all)
+        eval_limit=0,            # evaluate on the first N samples only (0 = all)
+        val_sequences=0,         # > 0: hold out that many train sequences for the periodic evaluation
+                                 # (curves, best checkpoint); the test split is scored once at the end
     ))
     config.loss = ml_collections.ConfigDict(dict(stage=1, normal_weight=0.1, rot_weight=1.0))
     config.optim = ml_collections.ConfigDict(dict(
         learning_rate=1e-4, milestones_epochs=(10, 20), decay=0.1, grad_clip_norm=0.1,
         schedule="multistep",    # or "cosine": linear warm-up, cosine decay over train.num_steps
-        warmup_steps=0, final_fraction=0.01))
+        warmup_steps=0, final_fraction=0.01,
+        rotation_lr_scale=1.0,   # learning-rate factor of the orientation head (rot_reg)
+    ))
     config.train = ml_collections.ConfigDict(dict(
         num_steps=40_000, log_every=50, checkpoint_every=1000, eval_every=5000, keep_checkpoints=3,
         init_from="",            # stage 2: the stage-1 workdir whose best weights start this run
