@@ -61,7 +61,8 @@ class MetricWriter:
             dropped = drop_metrics_after(path, resume_step)
             if dropped:
                 print(f"metrics: dropped {dropped} lines of steps after {resume_step} from {path} "
-                      "(logged after the checkpoint the run resumes from)", flush=True)
+                      "(logged after the checkpoint the run resumes from); TensorBoard hides those steps of "
+                      "the older event files (purge marker in the new one)", flush=True)
         self._jsonl = open(path, "a", encoding="utf-8")
         if tensorboard:
             self._tb = _EventFile(os.path.join(workdir, "tensorboard"), purge_from=(resume_step or 0) + 1)
