@@ -146,6 +146,7 @@ def test_kill_stop_and_resume_lose_nothing_and_match_an_uninterrupted_run(traine
     status, output = trainer.finish(process)
     stopped = re.search(r"^stopped at step (\d+): rerun the same command to resume$", output, re.M)
     assert status == 128 + signal.SIGTERM and stopped, output
+    assert re.search(rf"^metrics: dropped {max(logged) - restored} lines of steps after {restored} ", output, re.M)
     term_step = int(stopped.group(1))
     assert complete_steps(workdir)[-1] == term_step
     assert train_steps(workdir) == list(range(1, term_step + 1))  # the orphans went, nothing repeats
