@@ -301,6 +301,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--topology", default=None, help="a topology spec that must be the run's own (checked; "
                                                           "the run's topology.npz is used)")
     args = parser.parse_args(argv)
+    from experiments.compile_cache import enable_compilation_cache
+
+    enable_compilation_cache()
     try:
         return run_demo(args.workdir, args.input, args.out, args.box, args.focal_px, args.gif, args.max_frames,
                         args.checkpoint, args.frame_gap, args.fps, topology=args.topology)

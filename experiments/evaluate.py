@@ -312,6 +312,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--topology", default=None, help="a topology spec that must be the run's own (checked; "
                                                           "the run's topology.npz is used)")
     args = parser.parse_args(argv)
+    from experiments.compile_cache import enable_compilation_cache
+
+    enable_compilation_cache()
     try:
         return run_evaluation(args.workdir, args.split, args.checkpoint, args.limit, args.batch_size, args.out,
                               dataset=args.dataset, data_dir=args.data_dir, topology=args.topology)

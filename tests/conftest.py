@@ -22,3 +22,5 @@ if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
     _XLA_CACHE_DIR = tempfile.mkdtemp(prefix="h2o_jax_test_xla_cache_")
     atexit.register(shutil.rmtree, _XLA_CACHE_DIR, ignore_errors=True)
     jax.config.update("jax_compilation_cache_dir", _XLA_CACHE_DIR)
+    # The entry points (experiments.compile_cache) use the same folder, not ~/.cache.
+    os.environ.setdefault("H2O_JAX_XLA_CACHE", _XLA_CACHE_DIR)
