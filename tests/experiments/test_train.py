@@ -118,3 +118,27 @@ def test_an_unreadable_topology_is_a_one_line_error(tmp_path):
     with pytest.raises(train.UserError, match=r"^topology 'mano:/nonexistent/MANO_RIGHT\.pkl': .*nonexistent") as err:
         train.train_and_evaluate(config, str(tmp_path / "w"), make_source(4))
     assert "\n" not in str(err.value)  # main() prints it as one `error: ...` line
+
+
+def test_stage_two_starts_from_the_first_runs_weights_and_topology_file(tmp_path, capsys):
+    from h2o_jax.hand.topology import save_topology
+
+    spec = str(tmp_path / "topology.npz")
+    save_topology(random_topology((48, 24, 12, 6, 3)), spec)
+    source = make_source(4)
+    config = tiny_config(num_steps=2)
+    config.model.topology = spec
+    first = train.train_and_evaluate(config, str(tmp_path / "stage1"), source)
+    os.remove(spec)  # stage 2 must take the first run's topology.npz, not rebuild from the spec
+    config.train.init_from = str(tmp_path / "stage1")
+    config.train.num_steps = 1
+    config.optim.learning_rate = 0.0  # one step that changes no weight: they must be stage 1's
+    capsys.readouterr()
+    second = train.train_and_evaluate(config, str(tmp_path / "stage2"), source)
+    assert f"initialised from {tmp_path / 'stage1'} (step 2)" in capsys.readouterr().out
+    for a, b in zip(jax.tree.leaves(first.params), jax.tree.leaves(second.params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    config.model.topology = "random:50,25,12,6,3"
+    with pytest.raises(train.UserError, match=r"is not the one the run in .*stage1.* trained with .*"
+                                              r"--config.model.topology=.*stage1/topology\.npz"):
+        train.train_and_evaluate(config, str(tmp_path / "stage2b"), source)
