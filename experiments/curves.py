@@ -36,10 +36,11 @@ def smoothed(values: np.ndarray, window: int) -> np.ndarray:
     return (cumulative[1:] - cumulative[starts]) / (np.arange(1, len(values) + 1) - starts)
 
 
-def write_curves_png(workdir: str, baselines: dict | None = None) -> str | None:
+def write_curves_png(workdir: str, baselines: dict | None = None, eval_label: str = "evaluation") -> str | None:
     """Writes `<workdir>/curves.png` (left: train loss terms, log scale, smoothed; right: the
     evaluation metrics in mm, with the constant-hand baselines' J-PE / PA-J-PE as dashed lines
-    when given: {name: {"overall": {...}}}). Returns the path, or None when nothing is logged."""
+    when given: {name: {"overall": {...}}}; `eval_label` names the evaluated samples). Returns the
+    path, or None when nothing is logged."""
     path = os.path.join(workdir, "metrics.jsonl")
     if not os.path.exists(path):
         return None
@@ -80,7 +81,7 @@ def write_curves_png(workdir: str, baselines: dict | None = None) -> str | None:
                                     label=f"{key}, constant {name.replace('_', ' ')}")
         ax_eval.set_yscale("log")
         ax_eval.set_xlabel("step")
-        ax_eval.set_title(f"evaluation ({evals[-1].get('eval_set', 'eval')}) in mm")
+        ax_eval.set_title(f"{eval_label}: errors in mm")
         ax_eval.legend(fontsize=6)
     else:
         ax_eval.set_axis_off()

@@ -201,6 +201,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, train_so
     if eval_source is not None and hasattr(train_source, "records"):  # a SampleSource: constants to beat
         baselines = evaluate_baselines(baseline_constants(
             train_source.records, topology.template_vertices_m, topology.joint_regressor), eval_source)
+    val_sequences = int(config.data.get("val_sequences", 0))
+    eval_label = (f"validation ({val_sequences} held-out train sequences)" if val_sequences
+                  else f"{config.data.eval_split} split")
     writer = MetricWriter(workdir, resume_step=start_step)
     total = config.train.num_steps
     timer = StepTimer(start_step, total)
@@ -244,7 +247,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, train_so
                     with open(os.path.join(workdir, f"eval_{step}.json"), "w", encoding="utf-8") as f:
                         json.dump(results, f, indent=2)
                     if jax.process_index() == 0:
-                        write_curves_png(workdir, baselines)
+                        write_curves_png(workdir, baselines, eval_label)
                 if stopping and step < total:
                     checkpoints.wait()
                     raise TrainingStopped(step, stop.signum)
