@@ -270,6 +270,15 @@ def restore_variables(workdir: str, which: str = "best", what: str = "") -> tupl
         checkpoints.close()
 
 
+def model_config_from(config: ml_collections.ConfigDict):
+    """The `h2o_jax.config.ModelConfig` of a run config (`model.variant`, `width_divisor`,
+    `template_residual`; runs saved before a field existed get its default)."""
+    from h2o_jax.config import model_config_for
+
+    return model_config_for(config.model.variant, width_divisor=config.model.width_divisor,
+                            template_residual=bool(config.model.get("template_residual", False)))
+
+
 def restore_run(workdir: str, which: str = "best", topology: str | None = None
                 ) -> tuple[ml_collections.ConfigDict, Any, Any, int]:
     """(config, model, variables {params, batch_stats}, step) of a run's `best` or `latest` checkpoint
@@ -278,7 +287,6 @@ def restore_run(workdir: str, which: str = "best", topology: str | None = None
     The model gets the run's own topology.npz; `topology`, a spec given explicitly, must be that
     same topology (else a UserError says which file to use).
     """
-    from h2o_jax.config import model_config_for
     from h2o_jax.nn import H2ONet
 
     config = load_run_config(workdir)
@@ -291,7 +299,7 @@ def restore_run(workdir: str, which: str = "best", topology: str | None = None
             require_topology(topology, digest, f"the run in {workdir!r}",
                              f"use {os.path.join(workdir, TOPOLOGY_FILE)} (or give no topology)")
     try:
-        model_config = model_config_for(config.model.variant, width_divisor=config.model.width_divisor)
+        model_config = model_config_from(config)
     except ValueError as err:
         raise UserError(f"{workdir}/config.json: {err}") from None
     model = H2ONet(mesh_topology, model_config)

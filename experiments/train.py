@@ -35,9 +35,9 @@ from experiments.baselines import baseline_constants, evaluate_baselines
 from experiments.checkpointing import Checkpoints
 from experiments.curves import write_curves_png
 from experiments.compile_cache import enable_compilation_cache
-from experiments.common import UserError, restore_variables, sample_source, training_topology, write_run_config
+from experiments.common import UserError, model_config_from, restore_variables, sample_source, training_topology, write_run_config
 from experiments.writers import MetricWriter, StepTimer, every, format_eta
-from h2o_jax.config import LossConfig, model_config_for
+from h2o_jax.config import LossConfig
 from h2o_jax.hand.topology import MeshTopology, load_topology
 from h2o_jax.metrics import MetricAccumulator, root_align, sample_metrics
 from h2o_jax.nn import H2ONet
@@ -170,7 +170,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, train_so
     os.makedirs(workdir, exist_ok=True)
     topology, digest = training_topology(config, workdir)
     write_run_config(workdir, config, digest)
-    model_config = model_config_for(config.model.variant, width_divisor=config.model.width_divisor)
+    model_config = model_config_from(config)
     model = H2ONet(topology, model_config)
     mesh = make_data_mesh()
     check_global_batch_size(config.data.batch_size, mesh)
@@ -326,7 +326,7 @@ def _load_config_flags(argv):
         except (TypeError, ValueError) as err:
             raise UserError(f"bad config or flags: {key[2:]}: {err}") from None
     try:  # the network and loss settings, checked here so that a typo is a one-line error
-        model_config_for(config.model.variant, width_divisor=config.model.width_divisor)
+        model_config_from(config)
         LossConfig(stage=config.loss.stage)
     except (ValueError, TypeError) as err:
         raise UserError(f"bad config or flags: {err}") from None
@@ -365,7 +365,7 @@ def main(argv: Sequence[str] | None = None) -> TrainState:
         source = sample_source(config.data, config.data.eval_split, train=False) if config.train.eval_every \
             else train_source
         model = H2ONet(load_topology(os.path.join(workdir, "topology.npz")),
-                       model_config_for(config.model.variant, width_divisor=config.model.width_divisor))
+                       model_config_from(config))
         path = write_prediction_png(workdir, model, state, source)
         print(f"wrote {path}")
     print(f"done: checkpoints in {os.path.join(workdir, 'checkpoints')}, metrics in "

@@ -32,6 +32,10 @@ class ModelConfig:
       occ_fusion_score, occ_joint_groups, offset_input, occ_heads, delta_r_scope, mf_joint_grad:
         the switches of architecture.md C.13 (official values by default).
       hand_reading: Eq. 5 reading ("A" official: usable unless all fingers occluded).
+      template_residual: the mesh head predicts offsets from the topology's root-relative
+        template instead of absolute canonical vertices (not in the official network, whose
+        weights need False): a network trained from scratch starts from a hand-shaped mesh, which
+        short CPU runs cannot otherwise reach (issue 13).
     """
 
     num_frames: int = 3
@@ -47,6 +51,7 @@ class ModelConfig:
     delta_r_scope: Literal["frame0_vertices", "all"] = "frame0_vertices"
     mf_joint_grad: bool = False
     hand_reading: Literal["A", "B"] = "A"
+    template_residual: bool = False
 
     def __post_init__(self) -> None:
         if self.num_frames not in (1, 3):

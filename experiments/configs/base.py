@@ -11,6 +11,7 @@ def base_config() -> ml_collections.ConfigDict:
         variant="B+D+MF+FO+HO",  # or single_frame, B, B+D, B+D+MF, B+D+MF+FS, B+D+MF+FO (Table 5)
         width_divisor=1,         # 1 = the official network; 2/4/8 shrink every channel count
         topology="builtin",      # experiments/common.py: builtin, official:DIR, mano:PKL, PATH.npz
+        template_residual=False,  # True: the mesh head predicts offsets from the template (not official)
     ))
     config.data = ml_collections.ConfigDict(dict(
         name="synthetic/default", data_dir="", build_workers=0, batch_size=32, gap=5,

@@ -8,7 +8,8 @@ Presets (the `:arg`):
   default  the full network on synthetic/default (55,000 frames), batch 32, 25 epochs in two
            stages as the official multi-frame schedule; for a GPU
   cpu      the README's main job: a quarter-width network on synthetic/small for 300 steps with
-           all loss terms (stage 2) from the start, warm-up + cosine learning rate; evaluated on
+           all loss terms (stage 2) from the start, warm-up + cosine learning rate, the mesh head
+           predicting offsets from the template (ModelConfig.template_residual); evaluated on
            6 training sequences held out for validation, the test split scored once at the end
            (about 13 minutes on a 2-core CPU, data generation included)
   cpu_long the same for 2,000 steps (about an hour on a 2-core CPU)
@@ -26,7 +27,7 @@ def get_config(preset: str = "default"):
         config.train.num_steps = 40_000
     elif preset in ("cpu", "cpu_long"):
         long = preset == "cpu_long"
-        config.model.width_divisor = 4
+        config.model.update(width_divisor=4, template_residual=True)  # a hand-shaped mesh from step 0
         config.loss.stage = 2  # one run from scratch: the rotated terms train the orientation too
         config.data.update(name="synthetic/small", batch_size=8, eval_limit=64, val_sequences=6)
         config.optim.update(learning_rate=1e-3, grad_clip_norm=1.0, schedule="cosine",

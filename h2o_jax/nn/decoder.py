@@ -80,6 +80,7 @@ class MeshDecoder(nn.Module):
     topology: MeshTopology
     channels: tuple[int, ...] = (32, 64, 128, 256)
     dtype: Any = jnp.float32
+    template_residual: bool = False
 
     def setup(self) -> None:
         topo = self.topology
@@ -96,7 +97,10 @@ class MeshDecoder(nn.Module):
                        dtype=self.dtype, name=f"de_layer_{i}")
             for i in range(num_deblocks)
         ]
-        self.head = SpiralConv(3, np.asarray(topo.spirals[0]), dtype=self.dtype)
+        # As a residual the head starts at zero (the mesh starts as the template); the official
+        # Xavier init gives vertices of ~0.5 m noise at the start.
+        head_init = nn.initializers.zeros if self.template_residual else nn.initializers.xavier_uniform()
+        self.head = SpiralConv(3, np.asarray(topo.spirals[0]), head_init, dtype=self.dtype)
 
     def __call__(self, latent: jax.Array, uv: jax.Array) -> tuple[jax.Array, jax.Array]:
         features = self.de_layer_conv(latent).astype(jnp.float32)
@@ -110,7 +114,14 @@ class MeshDecoder(nn.Module):
         return joint_features, x
 
     def apply_head(self, d3: jax.Array) -> jax.Array:
-        return self.head(d3).astype(jnp.float32)
+        """[..., V, C0] -> canonical vertices [..., V, 3] (head output, plus the root-relative
+        template when `template_residual`)."""
+        verts = self.head(d3).astype(jnp.float32)
+        if self.template_residual:
+            template = np.asarray(self.topology.template_vertices_m, np.float64)
+            root = np.asarray(self.topology.joint_regressor, np.float64)[0] @ template
+            verts = verts + jnp.asarray(template - root, jnp.float32)
+        return verts
 
 
 def _channel_major(x: jax.Array) -> jax.Array:
