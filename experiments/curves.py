@@ -10,7 +10,7 @@ import numpy as np
 
 # Evaluation metrics plotted (mm), in the paper's order.
 EVAL_KEYS = ("j_pe_mm", "pa_j_pe_mm", "v_pe_mm", "pa_v_pe_mm")
-SKIP_TRAIN_KEYS = ("total", "steps_per_s", "eta_s", "grad_norm", "data_s")
+SKIP_TRAIN_KEYS = ("total", "steps_per_s", "eta_s", "grad_norm")
 
 
 def _read(path: str) -> list[dict]:

@@ -38,7 +38,7 @@ from experiments.compile_cache import enable_compilation_cache
 from experiments.common import UserError, model_config_from, restore_variables, sample_source, training_topology, write_run_config
 from experiments.writers import MetricWriter, StepTimer, every, format_eta
 from h2o_jax.config import LossConfig
-from h2o_jax.hand.topology import MeshTopology, load_topology
+from h2o_jax.hand.topology import load_topology
 from h2o_jax.metrics import MetricAccumulator, root_align, sample_metrics
 from h2o_jax.nn import H2ONet
 from h2o_jax.sharding import batch_sharded, check_global_batch_size, make_data_mesh, replicated
