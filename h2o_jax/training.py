@@ -36,6 +36,11 @@ class OptimConfig:
       rotation_lr_scale: multiplies the learning rate of the orientation head (`rot_reg`): its
         un-normalised ReLU MLP feeds a scale-free 6D rotation, so Adam steps that suit the
         encoder grow its features and turn its output mostly at random (issue 13).
+      joint_regressor_lr_scale: multiplies the learning rate of the learnable joint regressor
+        (`mano_joint_reg`, official: trained with everything else); 0 freezes it. Trained from
+        scratch, Adam moves each of its 21 x V entries by about the learning rate per step, so
+        the rows drift far from summing to one while the mesh is still wrong. The built-in
+        hand's regressor reproduces its ground-truth joints (0.15 mm), so CPU runs freeze it.
     """
 
     learning_rate: float = 1e-4
@@ -47,6 +52,7 @@ class OptimConfig:
     total_steps: int = 0
     final_fraction: float = 0.01
     rotation_lr_scale: float = 1.0
+    joint_regressor_lr_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.schedule not in ("multistep", "cosine"):
@@ -66,7 +72,7 @@ def learning_rate_schedule(config: OptimConfig, steps_per_epoch: int) -> optax.S
 
 
 def _scale_subtree(name: str, factor: float) -> optax.GradientTransformation:
-    """Multiplies the updates of the top-level parameter subtree `name` by `factor`."""
+    """Multiplies the updates of the top-level parameter subtree (or leaf) `name` by `factor`."""
 
     def update(updates, state, params=None):
         del params
@@ -83,6 +89,8 @@ def make_optimizer(config: OptimConfig, steps_per_epoch: int) -> optax.GradientT
         parts.insert(0, optax.clip_by_global_norm(config.grad_clip_norm))
     if config.rotation_lr_scale != 1.0:
         parts.append(_scale_subtree("rot_reg", config.rotation_lr_scale))
+    if config.joint_regressor_lr_scale != 1.0:
+        parts.append(_scale_subtree("mano_joint_reg", config.joint_regressor_lr_scale))
     return parts[0] if len(parts) == 1 else optax.chain(*parts)
 
 

@@ -119,6 +119,17 @@ def test_rotation_lr_scale_scales_only_the_orientation_head():
     np.testing.assert_allclose(u_plain["rot_reg"]["w"], -0.5, rtol=1e-4)  # Adam's first step: lr * sign
 
 
+def test_joint_regressor_lr_scale_zero_freezes_only_the_regressor():
+    grads = {"mano_joint_reg": jnp.full((2, 3), 0.7), "decoder3d": {"w": jnp.full((4,), -1.5)}}
+    params = jax.tree.map(jnp.zeros_like, grads)
+    for scale in (0.0, 0.25):
+        optimizer = make_optimizer(OptimConfig(learning_rate=0.5, grad_clip_norm=1.0,
+                                               joint_regressor_lr_scale=scale), 1)
+        updates, _ = optimizer.update(grads, optimizer.init(params), params)
+        np.testing.assert_allclose(updates["mano_joint_reg"], -0.5 * scale, rtol=1e-4, atol=1e-12)
+        np.testing.assert_allclose(updates["decoder3d"]["w"], 0.5, rtol=1e-4)
+
+
 def test_lifting_init_keeps_the_normal_loss_gradient_moderate():
     """With the official constant lifting matrix every decoded vertex coincides at initialisation
     and the normal loss's gradient explodes (~1e7), which under global-norm clipping silenced

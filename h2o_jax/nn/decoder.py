@@ -15,10 +15,10 @@ import numpy as np
 
 from h2o_jax.hand.topology import MeshTopology
 from h2o_jax.nn.layers import (
+    PointwiseConv,
     batch_norm,
     grid_sample_align_corners,
     kaiming_relu_init,
-    torch_default_init,
 )
 from h2o_jax.ops import resample_vertices, spiral_conv
 
@@ -85,8 +85,7 @@ class MeshDecoder(nn.Module):
     def setup(self) -> None:
         topo = self.topology
         latent = self.channels[-1]
-        self.de_layer_conv = nn.Conv(latent, (1, 1), use_bias=False, kernel_init=torch_default_init,
-                                     dtype=self.dtype)
+        self.de_layer_conv = PointwiseConv(latent, dtype=self.dtype)
         self.upsample = self.param("upsample", _lifting_init, (topo.level_num_vertices[-1], 21), jnp.float32)
         num_deblocks = len(topo.spirals)
         if len(self.channels) != num_deblocks:

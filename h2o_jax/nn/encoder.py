@@ -16,6 +16,7 @@ from h2o_jax.nn.layers import (
     ConvBN,
     DenseBlock,
     MobileUnit,
+    PointwiseConv,
     SEBlock,
     avg_pool2,
     relu4,
@@ -94,9 +95,8 @@ class Backbone(nn.Module):
         stack1 = ConvBN(out_c, 1, **kw, name="stack1_remap")(stack1, train)
         feat_i = ConvBN(c, 1, **kw, name="thrink2")(jnp.concatenate([stack1, feat_t], -1), train)
         stack2_out, stack2_mid = DenseStack("stack2", out_c, d, **kw, name="dense_stack2")(feat_i, train)
-        conv1x1 = dict(kernel_size=(1, 1), use_bias=False, kernel_init=torch_default_init, **kw)
-        latent = nn.Conv(256 // d, **conv1x1, name="mid_proj")(stack2_mid)
-        heatmaps = nn.Conv(21, **conv1x1, name="reduce")(stack2_out)  # [N, 16, 16, 21]
+        latent = PointwiseConv(256 // d, **kw, name="mid_proj")(stack2_mid)
+        heatmaps = PointwiseConv(21, **kw, name="reduce")(stack2_out)  # [N, 16, 16, 21]
         n, h, w, j = heatmaps.shape
         uv = heatmaps.transpose(0, 3, 1, 2).reshape(n, j, h * w)  # per joint, index 16 h + w
         dense = dict(use_bias=False, kernel_init=torch_default_init, **kw)

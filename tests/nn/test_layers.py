@@ -1,5 +1,6 @@
 """Building blocks against numpy references built from the modules' own params."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,8 +9,10 @@ import pytest
 from h2o_jax.nn.decoder import SpiralConv
 from h2o_jax.nn.layers import (
     DepthwiseConv3x3,
+    PointwiseConv,
     grid_sample_align_corners,
     reorg,
+    torch_default_init,
     upsample_bilinear2_align_corners,
     upsample_nearest2,
 )
@@ -83,6 +86,33 @@ def test_depthwise_conv_equals_grouped_lax_conv():
         x, kernel, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC"),
         feature_group_count=4, precision=jax.lax.Precision.HIGHEST)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_pointwise_conv_is_the_1x1_convolution_it_replaces(seed):
+    """Same param tree and init as nn.Conv(features, (1, 1), use_bias=False); output equals a
+    float64 channel contraction and nn.Conv with those params; gradients equal nn.Conv's."""
+    rng = np.random.default_rng(seed)
+    x = jnp.asarray(rng.normal(size=(2, 5, 3, 7)), jnp.float32)
+    module = PointwiseConv(4)
+    reference = nn.Conv(4, (1, 1), use_bias=False, kernel_init=torch_default_init)
+    key = jax.random.key(seed)
+    params, reference_params = module.init(key, x), reference.init(key, x)
+    np.testing.assert_array_equal(params["params"]["kernel"], reference_params["params"]["kernel"])
+    out = jax.jit(module.apply)(params, x)
+    kernel = np.asarray(params["params"]["kernel"], np.float64)[0, 0]
+    np.testing.assert_allclose(out, np.asarray(x, np.float64) @ kernel, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out, reference.apply(params, x), rtol=1e-5, atol=1e-6)
+    batched = jax.vmap(module.apply, in_axes=(None, 0))(params, x[:, None])[:, 0]
+    np.testing.assert_allclose(batched, out, rtol=1e-6, atol=1e-7)
+
+    def loss(apply):
+        return lambda p, x: jnp.sum(jnp.sin(apply(p, x)))
+
+    grads = jax.jit(jax.grad(loss(module.apply), argnums=(0, 1)))(params, x)
+    reference_grads = jax.grad(loss(reference.apply), argnums=(0, 1))(params, x)
+    for got, want in zip(jax.tree.leaves(grads), jax.tree.leaves(reference_grads)):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
 def test_spiral_conv_module_uses_its_params_neighbour_major():

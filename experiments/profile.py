@@ -1,0 +1,178 @@
+"""Where the time goes: per-part timing of H2ONet on this machine (issue 12's profile).
+
+Each part of the network is jitted on its own, fed the inputs the whole network gives it, and
+timed as the median of many calls after compilation; next to it, XLA's FLOP count of that part
+and the kinds of op in its optimised HLO (fusions, convolutions, dots, gathers, ...). With
+`--train`, each part is timed forward + backward (gradients of its parameters and inputs) in
+training mode, as the train step runs it. Run whole, XLA overlaps independent parts on the
+cores (dense_stack2 and dense_stack3), so the parts add up to more than the whole.
+
+    python -m experiments.profile                                        # inference, batch 1
+    python -m experiments.profile --train --width-divisor 4 --batch 8    # the main job's step
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import re
+import statistics
+import time
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from h2o_jax.config import model_config_for
+from h2o_jax.hand import builtin_topology
+from h2o_jax.hand.random_topology import OFFICIAL_LEVEL_SIZES, random_topology
+from h2o_jax.nn import H2ONet
+from h2o_jax.nn.encoder import Backbone, DenseStack
+from h2o_jax.nn.layers import ConvBN, MobileUnit, reorg
+
+IMAGE_SIZE = 128
+_OP_KINDS = ("fusion", "convolution", "dot", "gather", "scatter", "reduce", "copy", "transpose")
+
+
+def op_kinds(compiled_text: str) -> dict[str, int]:
+    """Counts of the entry computation's instructions by kind in an optimised HLO module."""
+    entry = compiled_text[compiled_text.index("\nENTRY"):]
+    counts: collections.Counter = collections.Counter()
+    for line in entry.splitlines()[1:]:
+        match = re.search(r"=\s*\S+\s+([a-z\-]+)\(", line)
+        if match and match.group(1) not in ("parameter", "constant", "tuple", "get-tuple-element", "bitcast"):
+            kind = match.group(1)
+            counts[kind if kind in _OP_KINDS else "other"] += 1
+    return dict(counts)
+
+
+def time_compiled(fn: Callable, args: tuple, iters: int) -> dict[str, Any]:
+    compiled = jax.jit(fn).lower(*args).compile()
+    cost = compiled.cost_analysis()
+    cost = (cost[0] if isinstance(cost, list) else cost) or {}
+    jax.block_until_ready(compiled(*args))
+    times = []
+    for _ in range(iters):
+        start = time.perf_counter()
+        jax.block_until_ready(compiled(*args))
+        times.append((time.perf_counter() - start) * 1e3)
+    return {"ms": statistics.median(times), "gflop": float(cost.get("flops", 0.0)) / 1e9,
+            "ops": op_kinds(compiled.as_text())}
+
+
+def _backward(fn: Callable) -> Callable:
+    """fn(variables, *inputs) -> forward + gradient of a scalar of all outputs w.r.t. the params
+    and the float inputs (what backpropagation through this part costs)."""
+
+    def scalar(params, batch_stats, *inputs):
+        out = fn({"params": params, "batch_stats": batch_stats}, *inputs)
+        return sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in jax.tree.leaves(out))
+
+    def run(variables, *inputs):
+        return jax.grad(scalar, argnums=(0, *range(2, 2 + len(inputs))))(
+            variables["params"], variables["batch_stats"], *inputs)
+
+    return run
+
+
+class _Stem(nn.Module):
+    """The backbone's layers before dense_stack1, with the backbone's names (its params bind)."""
+
+    width_divisor: int
+
+    @nn.compact
+    def __call__(self, images: jax.Array, train: bool) -> jax.Array:
+        d = self.width_divisor
+        x = ConvBN(64 // d, 3, stride=2, name="pre_layer_0")(images, train)
+        x = reorg(MobileUnit(128 // d, name="pre_layer_1")(x, train))
+        return ConvBN(128 // d, 1, name="thrink")(x, train)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variant", default=None, help="default: single_frame (inference), the main job's "
+                        "B+D+MF+FO+HO (--train)")
+    parser.add_argument("--width-divisor", type=int, default=1)
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--topology", choices=("random", "builtin"), default="random",
+                        help="random tables of the official sizes (the benchmark's) or the built-in hand")
+    parser.add_argument("--train", action="store_true", help="forward + backward in training mode")
+    parser.add_argument("--iters", type=int, default=20)
+    args = parser.parse_args(argv)
+    variant = args.variant or ("B+D+MF+FO+HO" if args.train else "single_frame")
+    topology = builtin_topology() if args.topology == "builtin" else random_topology(OFFICIAL_LEVEL_SIZES)
+    model = H2ONet(topology, model_config_for(variant, width_divisor=args.width_divisor))
+    frames = model.config.num_frames
+    rng = np.random.default_rng(0)
+    images = jnp.asarray(rng.random((args.batch, frames, IMAGE_SIZE, IMAGE_SIZE, 3)), jnp.float32)
+    variables = jax.jit(lambda k: model.init(k, images, train=True))(jax.random.key(0))
+    flat = images.reshape(-1, IMAGE_SIZE, IMAGE_SIZE, 3)
+    train = args.train
+    mutable = ["batch_stats"] if train else False
+
+    def method(body):
+        def fn(v, *inputs):
+            out = model.apply(v, *inputs, method=body, mutable=mutable)
+            return out[0] if train else out
+        return fn
+
+    backbone = method(lambda m, x: m.backbone(x, train))
+    mesh_encoder = Backbone(args.width_divisor, dual_branch=False)
+
+    def encoder_only(v, x):  # the same weights without dense_stack3
+        sub = {k: v[k]["backbone"] for k in ("params", "batch_stats")}
+        out = mesh_encoder.apply(sub, x, train, mutable=mutable)
+        return out[0] if train else out
+
+    decoder = method(lambda m, lat, uv: m.decoder3d(lat, uv))
+    enc = jax.jit(backbone)(variables, flat)
+    joint_features, d3 = jax.jit(decoder)(variables, enc["latent"], enc["uv"])
+    heads = method(lambda m, d3, j, r: (m.decoder3d.apply_head(d3),
+                                        m.rot_reg.rotation_6d(m.rot_reg.global_features(j, r))))
+    d = args.width_divisor
+    out_c = 24 // d
+
+    def backbone_part(module, name, x):  # one named sub-module of the backbone on its own
+        def fn(v, x):
+            sub = {k: v[k]["backbone"][name] for k in ("params", "batch_stats")}
+            out = module.apply(sub, x, train, mutable=mutable)
+            return out[0] if train else out
+        return fn, (x,)
+
+    stem_module = _Stem(d)
+
+    def stem(v, x):
+        sub = {k: v[k]["backbone"] for k in ("params", "batch_stats")}
+        out = stem_module.apply(sub, x, train, mutable=mutable)
+        return out[0] if train else out
+
+    # dense_stack2/3 read F_I, which has the stem output's shape [N, 32, 32, c]: timed on that.
+    feat_t = jax.jit(stem)(variables, flat)
+    parts = [("backbone, all (stem, dense_stack1-3, uv head)", backbone, (flat,)),
+             ("  of which without dense_stack3", encoder_only, (flat,)),
+             ("  stem (pre_layer_0/1, reorg, thrink)", stem, (flat,)),
+             ("  dense_stack1", *backbone_part(DenseStack("stack1", out_c, d), "dense_stack1", feat_t)),
+             ("  dense_stack2", *backbone_part(DenseStack("stack2", out_c, d), "dense_stack2", feat_t)),
+             ("  dense_stack3", *backbone_part(DenseStack("encoder", out_c, d), "dense_stack3", feat_t)),
+             ("mesh decoder (grid-sample, lifting, 4 spiral levels)", decoder, (enc["latent"], enc["uv"])),
+             ("mesh head + orientation MLP", heads, (d3, enc["j_latent"], enc["rot_latent"]))]
+    if model.config.uses_occlusion_classifier:
+        parts.append(("occlusion classifier", method(lambda m, f: m.occ_pred(f, train)), (joint_features,)))
+    whole = method(lambda m, x: m(x, train))
+    parts.append(("whole network" + (" (all frames)" if train else ""), whole, (images,)))
+    mode = "forward + backward, training mode" if train else "forward, inference mode"
+    print(f"device: {jax.devices()[0].device_kind}, jax {jax.__version__}; {variant}, width divisor "
+          f"{args.width_divisor}, batch {args.batch} x {frames} frames, {mode}; median of {args.iters} calls")
+    print("| part | ms | GFLOP | GFLOP/s | HLO ops (kind: count) |")
+    print("|---|---|---|---|---|")
+    for name, fn, inputs in parts:
+        result = time_compiled(_backward(fn) if train else fn, (variables, *inputs), args.iters)
+        ops = ", ".join(f"{k} {v}" for k, v in sorted(result["ops"].items(), key=lambda kv: -kv[1]))
+        rate = result["gflop"] / result["ms"] * 1e3 if result["ms"] else 0.0
+        print(f"| {name} | {result['ms']:.2f} | {result['gflop']:.3f} | {rate:.0f} | {ops} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
