@@ -151,7 +151,8 @@ def optim_config(config: ml_collections.ConfigDict) -> OptimConfig:
         grad_clip_norm=optim.grad_clip_norm, schedule=optim.schedule, warmup_steps=optim.warmup_steps,
         total_steps=config.train.num_steps, final_fraction=optim.final_fraction,
         rotation_lr_scale=optim.rotation_lr_scale,
-        joint_regressor_lr_scale=optim.get("joint_regressor_lr_scale", 1.0))
+        joint_regressor_lr_scale=optim.get("joint_regressor_lr_scale", 1.0),
+        backbone_lr_scale=optim.get("backbone_lr_scale", 1.0))
 
 
 def loss_config_from(config: ml_collections.ConfigDict) -> LossConfig:

@@ -119,14 +119,16 @@ def test_rotation_lr_scale_scales_only_the_orientation_head():
     np.testing.assert_allclose(u_plain["rot_reg"]["w"], -0.5, rtol=1e-4)  # Adam's first step: lr * sign
 
 
-def test_joint_regressor_lr_scale_zero_freezes_only_the_regressor():
-    grads = {"mano_joint_reg": jnp.full((2, 3), 0.7), "decoder3d": {"w": jnp.full((4,), -1.5)}}
+@pytest.mark.parametrize("field,subtree", [("joint_regressor_lr_scale", "mano_joint_reg"),
+                                           ("backbone_lr_scale", "backbone")])
+def test_subtree_lr_scales_scale_only_their_subtree(field, subtree):
+    grads = {subtree: {"w": jnp.full((2, 3), 0.7)}, "decoder3d": {"w": jnp.full((4,), -1.5)}}
     params = jax.tree.map(jnp.zeros_like, grads)
-    for scale in (0.0, 0.25):
-        optimizer = make_optimizer(OptimConfig(learning_rate=0.5, grad_clip_norm=1.0,
-                                               joint_regressor_lr_scale=scale), 1)
+    for scale in (0.0, 0.25, 4.0):  # 0 freezes
+        optimizer = make_optimizer(OptimConfig(learning_rate=0.5, grad_clip_norm=1.0, **{field: scale}), 1)
         updates, _ = optimizer.update(grads, optimizer.init(params), params)
-        np.testing.assert_allclose(updates["mano_joint_reg"], -0.5 * scale, rtol=1e-4, atol=1e-12)
+        # Adam's first step is lr * sign(g) after clipping
+        np.testing.assert_allclose(updates[subtree]["w"], -0.5 * scale, rtol=1e-4, atol=1e-12)
         np.testing.assert_allclose(updates["decoder3d"]["w"], 0.5, rtol=1e-4)
 
 

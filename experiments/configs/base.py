@@ -27,6 +27,7 @@ def base_config() -> ml_collections.ConfigDict:
         warmup_steps=0, final_fraction=0.01,
         rotation_lr_scale=1.0,   # learning-rate factor of the orientation head (rot_reg)
         joint_regressor_lr_scale=1.0,  # ... of the learnable joint regressor (0 freezes it)
+        backbone_lr_scale=1.0,   # ... of the encoder (stem, hourglasses, uv head)
     ))
     config.train = ml_collections.ConfigDict(dict(
         num_steps=40_000, log_every=50, checkpoint_every=1000, eval_every=5000, keep_checkpoints=3,

@@ -142,3 +142,16 @@ def test_stage_two_starts_from_the_first_runs_weights_and_topology_file(tmp_path
     with pytest.raises(train.UserError, match=r"is not the one the run in .*stage1.* trained with .*"
                                               r"--config.model.topology=.*stage1/topology\.npz"):
         train.train_and_evaluate(config, str(tmp_path / "stage2b"), source)
+
+
+def test_optim_config_carries_every_optimiser_key_of_the_config_file():
+    config = get_config()
+    overrides = dict(learning_rate=3e-3, grad_clip_norm=0.5, schedule="cosine", warmup_steps=7,
+                     final_fraction=0.2, rotation_lr_scale=0.5, joint_regressor_lr_scale=0.0,
+                     backbone_lr_scale=4.0)
+    config.optim.update(overrides)
+    config.train.num_steps = 99
+    optim = train.optim_config(config)
+    for key, value in overrides.items():
+        assert getattr(optim, key) == value, key
+    assert optim.total_steps == 99
