@@ -44,7 +44,8 @@ class OptimConfig:
       backbone_lr_scale: multiplies the learning rate of the encoder (`backbone`: stem, the three
         hourglasses, the uv head). From scratch the encoder learns to localise the joints far
         more slowly than a plain CNN, while a whole-network rate of 5e-3 kills the mesh
-        decoder's ReLUs; a larger rate for the encoder alone helps it (issue 13).
+        decoder's ReLUs. A larger rate for the encoder alone localised faster in a heatmap
+        probe; on the main job's validation slice, x4 was within seed noise over two seeds.
     """
 
     learning_rate: float = 1e-4
