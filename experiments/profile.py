@@ -118,46 +118,43 @@ def main(argv: list[str] | None = None) -> None:
             return out[0] if train else out
         return fn
 
+    def standalone(module, *path):  # `module` on the weights at variables[...][path]
+        def fn(v, x):
+            sub = {}
+            for kind in ("params", "batch_stats"):
+                sub[kind] = v[kind]
+                for key in path:
+                    sub[kind] = sub[kind][key]
+            out = module.apply(sub, x, train, mutable=mutable)
+            return out[0] if train else out
+        return fn
+
+    d = args.width_divisor
+    out_c = 24 // d
     backbone = method(lambda m, x: m.backbone(x, train))
-    mesh_encoder = Backbone(args.width_divisor, dual_branch=False)
-
-    def encoder_only(v, x):  # the same weights without dense_stack3
-        sub = {k: v[k]["backbone"] for k in ("params", "batch_stats")}
-        out = mesh_encoder.apply(sub, x, train, mutable=mutable)
-        return out[0] if train else out
-
+    encoder_only = standalone(Backbone(d, dual_branch=False), "backbone")  # without dense_stack3
+    stem = standalone(_Stem(d), "backbone")
     decoder = method(lambda m, lat, uv: m.decoder3d(lat, uv))
     enc = jax.jit(backbone)(variables, flat)
     joint_features, d3 = jax.jit(decoder)(variables, enc["latent"], enc["uv"])
     heads = method(lambda m, d3, j, r: (m.decoder3d.apply_head(d3),
                                         m.rot_reg.rotation_6d(m.rot_reg.global_features(j, r))))
-    d = args.width_divisor
-    out_c = 24 // d
 
-    def backbone_part(module, name, x):  # one named sub-module of the backbone on its own
-        def fn(v, x):
-            sub = {k: v[k]["backbone"][name] for k in ("params", "batch_stats")}
-            out = module.apply(sub, x, train, mutable=mutable)
-            return out[0] if train else out
-        return fn, (x,)
-
-    stem_module = _Stem(d)
-
-    def stem(v, x):
-        sub = {k: v[k]["backbone"] for k in ("params", "batch_stats")}
-        out = stem_module.apply(sub, x, train, mutable=mutable)
-        return out[0] if train else out
+    def stack(kind, name):
+        return standalone(DenseStack(kind, out_c, d), "backbone", name), (feat_t,)
 
     # dense_stack2/3 read F_I, which has the stem output's shape [N, 32, 32, c]: timed on that.
     feat_t = jax.jit(stem)(variables, flat)
-    parts = [("backbone, all (stem, dense_stack1-3, uv head)", backbone, (flat,)),
-             ("  of which without dense_stack3", encoder_only, (flat,)),
-             ("  stem (pre_layer_0/1, reorg, thrink)", stem, (flat,)),
-             ("  dense_stack1", *backbone_part(DenseStack("stack1", out_c, d), "dense_stack1", feat_t)),
-             ("  dense_stack2", *backbone_part(DenseStack("stack2", out_c, d), "dense_stack2", feat_t)),
-             ("  dense_stack3", *backbone_part(DenseStack("encoder", out_c, d), "dense_stack3", feat_t)),
-             ("mesh decoder (grid-sample, lifting, 4 spiral levels)", decoder, (enc["latent"], enc["uv"])),
-             ("mesh head + orientation MLP", heads, (d3, enc["j_latent"], enc["rot_latent"]))]
+    parts = [("backbone, all (stem, dense_stack1-3, uv head)", backbone, (flat,))]
+    if model.config.dual_branch:
+        parts.append(("  of which without dense_stack3", encoder_only, (flat,)))
+    parts += [("  stem (pre_layer_0/1, reorg, thrink)", stem, (flat,)),
+              ("  dense_stack1", *stack("stack1", "dense_stack1")),
+              ("  dense_stack2", *stack("stack2", "dense_stack2"))]
+    if model.config.dual_branch:
+        parts.append(("  dense_stack3", *stack("encoder", "dense_stack3")))
+    parts += [("mesh decoder (grid-sample, lifting, 4 spiral levels)", decoder, (enc["latent"], enc["uv"])),
+              ("mesh head + orientation MLP", heads, (d3, enc["j_latent"], enc.get("rot_latent")))]
     if model.config.uses_occlusion_classifier:
         parts.append(("occlusion classifier", method(lambda m, f: m.occ_pred(f, train)), (joint_features,)))
     whole = method(lambda m, x: m(x, train))

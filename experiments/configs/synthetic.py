@@ -11,7 +11,7 @@ Presets (the `:arg`):
            all loss terms (stage 2) from the start, warm-up + cosine learning rate, the mesh head
            predicting offsets from the template (ModelConfig.template_residual); evaluated on
            6 training sequences held out for validation, the test split scored once at the end
-           (about 13 minutes on a 2-core CPU, data generation included)
+           (about 10 minutes on a 2-core CPU, data generation included: README)
   cpu_long the same for 2,000 steps (about an hour on a 2-core CPU)
   tiny     tests: synthetic/tiny, 1/8 width, a few steps
 """

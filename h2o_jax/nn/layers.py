@@ -70,8 +70,8 @@ class PointwiseConv(nn.Module):
     """1 x 1 convolution, no bias, written as a matrix product over the channel axis.
 
     Same parameter (`kernel` [1, 1, C_in, C_out]) and init as `nn.Conv(features, (1, 1))`, the
-    same arithmetic, but XLA on CPU runs it as a dot, 1.1-2x faster than its convolution
-    (BENCHMARKS.md, "Profile").
+    same arithmetic, but XLA on CPU runs it as a dot, faster than its convolution (BENCHMARKS.md,
+    "1 x 1 convolutions as matrix products").
     """
 
     features: int
