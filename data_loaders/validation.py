@@ -62,6 +62,25 @@ class EveryNth:
         return self.source[index * self.stride]
 
 
+class SpreadSamples:
+    """At most `limit` items spread evenly over a random-access source (item i is source item
+    floor(i * len / limit)): an evaluation subset that visits every sequence of a split, where
+    the first `limit` records would be the first few sequences only."""
+
+    def __init__(self, source, limit: int):
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
+        self.source, self.count = source, min(limit, len(source))
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int):
+        if not 0 <= index < self.count:
+            raise IndexError(f"sample index {index} out of range for {self.count} samples")
+        return self.source[index * len(self.source) // self.count]
+
+
 def hold_out_sequences(source, num_sequences: int):
     """(training source, validation source) from a `data_loaders.pipeline.SampleSource`: the
     last `num_sequences` sequences become a separate source without gap jitter, the training

@@ -39,6 +39,7 @@ import jax
 import numpy as np
 
 from data_loaders.pipeline import FirstSamples
+from data_loaders.validation import SpreadSamples
 from experiments.common import DATASET_GAPS, UserError, restore_run, sample_source
 from h2o_jax.metrics import OCCLUSION_CATEGORIES, MetricAccumulator, root_align, sample_metrics
 
@@ -210,7 +211,7 @@ def _baseline_collectors(data, topology):
 
 def run_evaluation(workdir: str, split: str | None = None, checkpoint: str = "best", limit: int = 0,
                    batch_size: int = 16, out_dir: str | None = None, predict_fn=None, dataset: str | None = None,
-                   data_dir: str | None = None, topology: str | None = None) -> dict[str, Any]:
+                   data_dir: str | None = None, topology: str | None = None, spread: bool = False) -> dict[str, Any]:
     """Evaluates the run in `workdir` on `split` (default: the dataset's eval split) of its own
     dataset or of `dataset` in `data_dir`; writes the outputs (module docstring) and returns the
     JSON report. `topology`, when given, must be the run's own (else a UserError).
@@ -227,7 +228,8 @@ def run_evaluation(workdir: str, split: str | None = None, checkpoint: str = "be
     split = split or default_split
     source = sample_source(data, split, train=False)
     if limit:
-        source = FirstSamples(source, limit)
+        # Records are whole sequences in order: the first `limit` cover only the first few.
+        source = SpreadSamples(source, limit) if spread else FirstSamples(source, limit)
     if len(source) == 0:
         raise UserError(f"split {split!r} of {data.name!r} holds no samples")
     num_vertices = len(model.topology.template_vertices_m)
@@ -303,6 +305,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                                                        "usually test; HO3D-v2: evaluation)")
     parser.add_argument("--checkpoint", default="best", choices=("best", "latest"))
     parser.add_argument("--limit", type=int, default=0, help="evaluate the first N samples only (0 = all)")
+    parser.add_argument("--spread", action="store_true", help="with --limit: N samples spread evenly over "
+                                                                "the split instead of the first N")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--out", default=None, help="output folder (default: the workdir)")
     parser.add_argument("--dataset", default=None, help="score on this prepared dataset (synthetic/tiny|small|default, "
@@ -317,7 +321,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     enable_compilation_cache()
     try:
         return run_evaluation(args.workdir, args.split, args.checkpoint, args.limit, args.batch_size, args.out,
-                              dataset=args.dataset, data_dir=args.data_dir, topology=args.topology)
+                              dataset=args.dataset, data_dir=args.data_dir, topology=args.topology,
+                              spread=args.spread)
     except (UserError, FileNotFoundError) as err:
         sys.exit(f"error: {err}")
 

@@ -29,8 +29,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from data_loaders.pipeline import FirstSamples, SampleSource, make_train_dataset
-from data_loaders.validation import EveryNth, hold_out_sequences
+from data_loaders.pipeline import SampleSource, make_train_dataset
+from data_loaders.validation import EveryNth, SpreadSamples, hold_out_sequences
 from experiments.baselines import baseline_constants, evaluate_baselines
 from experiments.checkpointing import Checkpoints
 from experiments.curves import write_curves_png
@@ -266,7 +266,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, train_so
 def training_sources(config: ml_collections.ConfigDict):
     """(train source, periodic-evaluation source or None) of a config: with
     `data.val_sequences` > 0 the evaluation runs on that many sequences held out of the train
-    split (every 4th sample), else on `data.eval_split`; `data.eval_limit` caps it."""
+    split (every 4th sample), else on `data.eval_split`; `data.eval_limit` caps it (samples spread
+    over the whole source)."""
     train_source = sample_source(config.data, "train", train=True)
     if not config.train.eval_every:
         return train_source, None
@@ -276,7 +277,7 @@ def training_sources(config: ml_collections.ConfigDict):
     else:
         eval_source = sample_source(config.data, config.data.eval_split, train=False)
     if config.data.eval_limit:
-        eval_source = FirstSamples(eval_source, int(config.data.eval_limit))
+        eval_source = SpreadSamples(eval_source, int(config.data.eval_limit))
     return train_source, eval_source
 
 
@@ -358,7 +359,7 @@ def main(argv: Sequence[str] | None = None) -> TrainState:
 
         try:
             run_evaluation(workdir, config.data.eval_split, "best", limit=int(config.data.eval_limit),
-                           batch_size=config.data.batch_size)
+                           batch_size=config.data.batch_size, spread=True)
         except UserError as err:
             sys.exit(f"error: {err}")
     if config.train.predictions_png and jax.process_index() == 0:

@@ -2,7 +2,8 @@
 
 Everything is seeded by a numpy Generator; trajectories are piecewise interpolations between
 random keyframes, so consecutive frames are close (what a video of a real hand gives) while a
-dataset of many sequences covers the whole sphere of wrist orientations.
+dataset of many sequences covers every wrist orientation with the forearm pointing away from the
+camera (the hemisphere of forearm directions a third-person or egocentric camera sees).
 """
 
 from __future__ import annotations
@@ -24,16 +25,63 @@ def _smooth_keys(rng: np.random.Generator, num_frames: int, period: int, size, l
     return keys[i] * (1 - f) + keys[i + 1] * f
 
 
+def forearm_direction(rest_joints16_m: np.ndarray) -> np.ndarray:
+    """[3] unit vector from the middle-finger knuckle (joint 4) back through the wrist (joint 0):
+    where the forearm leaves the hand, in the hand's rest frame."""
+    direction = np.asarray(rest_joints16_m[0] - rest_joints16_m[4], float)
+    return direction / np.linalg.norm(direction)
+
+
+def forearm_allowed(rotation: Rotation, forearm_rest: np.ndarray | None, max_forearm_angle_rad: float) -> bool:
+    """Whether the forearm (rest direction `forearm_rest`, rotated) makes at most
+    `max_forearm_angle_rad` with the camera's +z axis, i.e. points away from the camera."""
+    if forearm_rest is None:
+        return True
+    return rotation.apply(forearm_rest)[2] >= np.cos(max_forearm_angle_rad) - 1e-12
+
+
 def wrist_rotations(rng: np.random.Generator, num_frames: int, period: int = 24,
-                    max_step_rad: float = 1.2) -> np.ndarray:
-    """[num_frames, 3] axis-angle root rotations: slerp between keyframes, each a random turn of
-    at most `max_step_rad` from the previous one, starting from a uniformly random orientation."""
+                    max_step_rad: float = 1.2, forearm_rest: np.ndarray | None = None,
+                    max_forearm_angle_rad: float = np.pi / 2) -> np.ndarray:
+    """[num_frames, 3] axis-angle root rotations (camera frame): slerp between keyframes, each a
+    random turn of 0.3 to `max_step_rad` from the previous one, starting from a uniformly random
+    orientation.
+
+    With `forearm_rest` (see `forearm_direction`), every keyframe is drawn (by rejection) so that
+    the forearm points away from the camera within `max_forearm_angle_rad` of the optical axis:
+    the arm and the body it belongs to are behind the hand, as in every third-person (Dex-YCB,
+    HO3D) or egocentric view; without it orientations cover the whole sphere.
+    """
+    if not 0.0 < max_forearm_angle_rad <= np.pi:
+        raise ValueError(f"max_forearm_angle_rad must be in (0, pi], got {max_forearm_angle_rad}")
     num_keys = num_frames // period + 2
-    keys = [Rotation.random(random_state=rng)]
-    for _ in range(num_keys - 1):
+    offsets = np.linspace(0.0, 1.0, period + 1)[1:]
+
+    def segment_allowed(previous, candidate):
+        if forearm_rest is None:
+            return True
+        if previous is None:
+            return forearm_allowed(candidate, forearm_rest, max_forearm_angle_rad)
+        # Every interpolated frame up to the candidate key, not just the key itself.
+        frames = Slerp([0.0, 1.0], Rotation.concatenate([previous, candidate]))(offsets)
+        return bool(np.all(frames.apply(forearm_rest)[:, 2] >= np.cos(max_forearm_angle_rad) - 1e-12))
+
+    def draw(previous, propose):
+        for _ in range(1000):
+            candidate = propose()
+            if segment_allowed(previous, candidate):
+                return candidate
+        raise ValueError(f"no wrist orientation within max_forearm_angle_rad={max_forearm_angle_rad} "
+                         "found in 1000 draws")
+
+    def turn(previous):
         axis = rng.normal(size=3)
         axis /= np.linalg.norm(axis)
-        keys.append(Rotation.from_rotvec(axis * rng.uniform(0.3, max_step_rad)) * keys[-1])
+        return Rotation.from_rotvec(axis * rng.uniform(0.3, max_step_rad)) * previous
+
+    keys = [draw(None, lambda: Rotation.random(random_state=rng))]
+    for _ in range(num_keys - 1):
+        keys.append(draw(keys[-1], lambda: turn(keys[-1])))
     slerp = Slerp(np.arange(num_keys) * period, Rotation.concatenate(keys))
     return slerp(np.arange(num_frames)).as_rotvec()
 

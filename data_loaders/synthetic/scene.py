@@ -37,6 +37,8 @@ class SceneConfig:
     occluder_events_per_100_frames: float = 4.0
     whole_hand_occluder_share: float = 0.2
     depth_range_m: tuple[float, float] = (0.35, 0.65)
+    # The forearm points away from the camera (motion.wrist_rotations); None: the whole sphere.
+    max_forearm_angle_deg: float | None = 90.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,7 +141,11 @@ def generate_sequence(rig: HandRig, config: SceneConfig, seed: int | tuple[int, 
     grasp = rng.random() < config.hold_probability
     axes = motion.flexion_axes_from_joints(rig.rest_joints16_m)
     pose = np.zeros((num_frames, 16, 3))
-    pose[:, 0] = motion.wrist_rotations(rng, num_frames)
+    if config.max_forearm_angle_deg is None:
+        pose[:, 0] = motion.wrist_rotations(rng, num_frames)
+    else:
+        pose[:, 0] = motion.wrist_rotations(rng, num_frames, forearm_rest=motion.forearm_direction(rig.rest_joints16_m),
+                                            max_forearm_angle_rad=np.radians(config.max_forearm_angle_deg))
     pose[:, 1:] = motion.finger_pose(rng, num_frames, axes, grasp)
     pose = pose.reshape(num_frames, 48)
     betas = np.repeat(np.clip(rng.normal(size=(1, rig.num_shape)), -2, 2), num_frames, axis=0)

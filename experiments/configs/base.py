@@ -16,7 +16,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.data = ml_collections.ConfigDict(dict(
         name="synthetic/default", data_dir="", build_workers=0, batch_size=32, gap=5,
         triplet_policy="by_frame", train_jitter=True, augment=True, workers=0, eval_split="test",
-        eval_limit=0,            # evaluate on the first N samples only (0 = all)
+        eval_limit=0,            # evaluate on N samples spread evenly over the split only (0 = all)
         val_sequences=0,         # > 0: hold out that many train sequences for the periodic evaluation
                                  # (curves, best checkpoint); the test split is scored once at the end
     ))

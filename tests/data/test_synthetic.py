@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.spatial.transform import Rotation
 
 from data_loaders.features import check_batch
 from data_loaders.pipeline import SampleSource, make_train_dataset
@@ -75,6 +76,38 @@ def test_generation_is_deterministic(rig):
         for key in x:
             np.testing.assert_array_equal(x[key], y[key])
     assert not np.array_equal(a[0]["image"], c[0]["image"])
+
+
+def test_wrist_orientations_keep_the_forearm_away_from_the_camera(rig):
+    """Every frame (not only the keyframes) keeps the forearm within the cone about +z, the
+    forearm directions fill that hemisphere, and without the cone they cover the whole sphere."""
+    forearm = motion.forearm_direction(rig.rest_joints16_m)
+    # The forearm leaves the rest hand through the wrist, away from the fingers.
+    assert forearm @ (rig.rest_joints16_m[4] - rig.rest_joints16_m[0]) < 0
+    np.testing.assert_allclose(np.linalg.norm(forearm), 1.0, atol=1e-12)
+    rng = np.random.default_rng(3)
+    for max_angle_deg in (90.0, 50.0):
+        cos_min = np.cos(np.radians(max_angle_deg))
+        z = np.concatenate([
+            Rotation.from_rotvec(motion.wrist_rotations(rng, 60, forearm_rest=forearm,
+                                                        max_forearm_angle_rad=np.radians(max_angle_deg))).apply(forearm)[:, 2]
+            for _ in range(40)])
+        assert z.min() >= cos_min - 1e-9
+        if max_angle_deg == 90.0:  # the generator's default spreads over its hemisphere, not
+            # bunched at the axis (z of a uniform direction on it would be uniform on [0, 1])
+            assert np.quantile(z, 0.2) < 0.35 and np.quantile(z, 0.8) > 0.65
+    free = np.concatenate([Rotation.from_rotvec(motion.wrist_rotations(rng, 60)).apply(forearm)[:, 2]
+                           for _ in range(40)])
+    assert free.min() < -0.8 and free.max() > 0.8
+    records = generate_sequence(rig, SceneConfig(frames_per_sequence=30), (5, 0), 1)
+    rest_forearm_z = [Rotation.from_rotvec(r["pose"][:3].astype(np.float64)).apply(forearm)[2] for r in records]
+    assert min(rest_forearm_z) >= -1e-6
+    # ... and the stored camera-space joints agree: the elbow side of the wrist is farther away.
+    for r in records:
+        joints = r["joints_cam_m"].astype(np.float64)
+        assert (joints[0] - joints[4])[2] >= -1e-4
+    with pytest.raises(ValueError, match="max_forearm_angle_rad"):
+        motion.wrist_rotations(rng, 10, forearm_rest=forearm, max_forearm_angle_rad=-0.1)
 
 
 def test_flexion_axes_agree_with_the_generator_of_the_builtin_hand(rig):

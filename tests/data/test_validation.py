@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from data_loaders.pipeline import SampleSource
-from data_loaders.validation import EveryNth, RecordSubset, hold_out_sequences, split_by_sequence
+from data_loaders.validation import EveryNth, RecordSubset, SpreadSamples, hold_out_sequences, split_by_sequence
 from record_fixtures import make_records
 
 
@@ -51,3 +51,14 @@ def test_hold_out_sequences_keeps_triplets_inside_each_part():
             record_index = int(part.records.indices[i])
             np.testing.assert_array_equal(sample["frame_index"], source[record_index]["frame_index"])
             np.testing.assert_array_equal(sample["image"], source[record_index]["image"])
+
+
+def test_spread_samples_visit_the_whole_source():
+    items = list(range(100))
+    assert list(SpreadSamples(items, 4)) == [0, 25, 50, 75]
+    assert list(SpreadSamples(items, 3)) == [0, 33, 66]
+    assert list(SpreadSamples(items[:5], 50)) == [0, 1, 2, 3, 4]  # a limit past the end keeps everything
+    with pytest.raises(IndexError, match="out of range"):
+        SpreadSamples(items, 4)[4]
+    with pytest.raises(ValueError, match="limit must be >= 1"):
+        SpreadSamples(items, 0)

@@ -285,6 +285,22 @@ def test_ground_truth_predictions_score_perfectly(run_dir, cached_restore, recor
         assert overall[key] == 1.0, key
 
 
+def test_spread_limit_scores_samples_from_the_whole_split(run_dir, cached_restore, records, tmp_path):
+    seen = []
+
+    def ground_truth(batch):
+        seen.extend(np.asarray(batch["frame_index"])[:, 0][np.asarray(batch["mask"]) > 0].tolist())
+        return {"joints_r_m": batch["joints_r_m"][:, 0], "verts_r_m": batch["verts_r_m"][:, 0]}
+
+    first = evaluate.run_evaluation(run_dir, limit=2, batch_size=2, out_dir=str(tmp_path), predict_fn=ground_truth)
+    first_seen, seen[:] = list(seen), []
+    spread = evaluate.run_evaluation(run_dir, limit=2, batch_size=2, out_dir=str(tmp_path), predict_fn=ground_truth,
+                                     spread=True)
+    assert first["overall"]["num_samples"] == spread["overall"]["num_samples"] == 2
+    assert first_seen == [0, 1]
+    assert seen[0] == 0 and seen[1] > 1  # the second sample from the split's second half
+
+
 def test_unlabelled_split_writes_the_ho3d_submission(run_dir, cached_restore, monkeypatch, tmp_path):
     pairs = tuple((s, f) for s in range(3) for f in range(14))
     data = make_records(num_vertices=48, unlabelled=pairs)

@@ -175,7 +175,9 @@ def damaged_copy(data_dir, tmp_path, split, damage):
     """A copy of the prepared synthetic/tiny folder with the shard file of `split` truncated or removed."""
     copy = tmp_path / "tfds"
     shutil.copytree(data_dir, copy)
-    folder = copy / "synthetic" / "tiny" / "1.0.0"
+    from data_loaders.synthetic.builder import Synthetic
+
+    folder = copy / "synthetic" / "tiny" / str(Synthetic.VERSION)
     shard = next(folder.glob(f"synthetic-{split}.array_record-*"))
     if damage == "truncated":
         os.truncate(shard, shard.stat().st_size // 2)
