@@ -12,7 +12,7 @@ Presets (the `:arg`):
            predicting offsets from the template (ModelConfig.template_residual); evaluated on
            24 training sequences (of 600) held out for validation, the test split scored once at the end
            (about 10 minutes on a 2-core CPU, data generation included: README)
-  cpu_long the same for 2,000 steps (about an hour on a 2-core CPU)
+  cpu_long the same for 2,000 steps (35 minutes on a 2-core CPU with the data generated: README)
   tiny     tests: synthetic/tiny, 1/8 width, a few steps
 """
 
