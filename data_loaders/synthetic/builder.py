@@ -7,7 +7,7 @@
 
 Configs (sequences x frames per sequence, train / test):
   tiny     4 x 12 /  2 x 12   CI-sized
-  small  600 x 16 / 20 x 16   the README's main job (about a minute to generate on 2 cores);
+  small  600 x 16 / 20 x 16   the README's main job (about 2 minutes to generate on 2 cores);
                                many short sequences: many distinct wrist orientations
   default 500 x 100 / 50 x 100  55,000 frames, the study of the README
 

@@ -32,14 +32,6 @@ def forearm_direction(rest_joints16_m: np.ndarray) -> np.ndarray:
     return direction / np.linalg.norm(direction)
 
 
-def forearm_allowed(rotation: Rotation, forearm_rest: np.ndarray | None, max_forearm_angle_rad: float) -> bool:
-    """Whether the forearm (rest direction `forearm_rest`, rotated) makes at most
-    `max_forearm_angle_rad` with the camera's +z axis, i.e. points away from the camera."""
-    if forearm_rest is None:
-        return True
-    return rotation.apply(forearm_rest)[2] >= np.cos(max_forearm_angle_rad) - 1e-12
-
-
 def wrist_rotations(rng: np.random.Generator, num_frames: int, period: int = 24,
                     max_step_rad: float = 1.2, forearm_rest: np.ndarray | None = None,
                     max_forearm_angle_rad: float = np.pi / 2) -> np.ndarray:
@@ -56,20 +48,20 @@ def wrist_rotations(rng: np.random.Generator, num_frames: int, period: int = 24,
         raise ValueError(f"max_forearm_angle_rad must be in (0, pi], got {max_forearm_angle_rad}")
     num_keys = num_frames // period + 2
     offsets = np.linspace(0.0, 1.0, period + 1)[1:]
+    min_forearm_z = np.cos(max_forearm_angle_rad) - 1e-12
 
-    def segment_allowed(previous, candidate):
+    def allowed(previous, candidate):
         if forearm_rest is None:
             return True
-        if previous is None:
-            return forearm_allowed(candidate, forearm_rest, max_forearm_angle_rad)
         # Every interpolated frame up to the candidate key, not just the key itself.
-        frames = Slerp([0.0, 1.0], Rotation.concatenate([previous, candidate]))(offsets)
-        return bool(np.all(frames.apply(forearm_rest)[:, 2] >= np.cos(max_forearm_angle_rad) - 1e-12))
+        frames = candidate if previous is None else Slerp(
+            [0.0, 1.0], Rotation.concatenate([previous, candidate]))(offsets)
+        return bool(np.all(np.atleast_2d(frames.apply(forearm_rest))[:, 2] >= min_forearm_z))
 
     def draw(previous, propose):
         for _ in range(1000):
             candidate = propose()
-            if segment_allowed(previous, candidate):
+            if allowed(previous, candidate):
                 return candidate
         raise ValueError(f"no wrist orientation within max_forearm_angle_rad={max_forearm_angle_rad} "
                          "found in 1000 draws")

@@ -141,11 +141,10 @@ def generate_sequence(rig: HandRig, config: SceneConfig, seed: int | tuple[int, 
     grasp = rng.random() < config.hold_probability
     axes = motion.flexion_axes_from_joints(rig.rest_joints16_m)
     pose = np.zeros((num_frames, 16, 3))
-    if config.max_forearm_angle_deg is None:
-        pose[:, 0] = motion.wrist_rotations(rng, num_frames)
-    else:
-        pose[:, 0] = motion.wrist_rotations(rng, num_frames, forearm_rest=motion.forearm_direction(rig.rest_joints16_m),
-                                            max_forearm_angle_rad=np.radians(config.max_forearm_angle_deg))
+    cone = config.max_forearm_angle_deg
+    pose[:, 0] = motion.wrist_rotations(
+        rng, num_frames, forearm_rest=None if cone is None else motion.forearm_direction(rig.rest_joints16_m),
+        max_forearm_angle_rad=np.pi / 2 if cone is None else np.radians(cone))
     pose[:, 1:] = motion.finger_pose(rng, num_frames, axes, grasp)
     pose = pose.reshape(num_frames, 48)
     betas = np.repeat(np.clip(rng.normal(size=(1, rig.num_shape)), -2, 2), num_frames, axis=0)
