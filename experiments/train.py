@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -128,20 +129,47 @@ class _StopRequests:
         self._restore()
 
 
+# The single-frame rotation head is the multi-frame per-frame head (official `fc_block` ->
+# `fc_block1`, architecture.md C.4); the official code loads by name and would leave it untrained.
+_RENAMED_FROM_SINGLE_FRAME = {"fc_block_": "fc_block1_"}
+
+
+def _renamed_for(key: tuple[str, ...], target_keys) -> tuple[str, ...]:
+    if key in target_keys:
+        return key
+    for old, new in _RENAMED_FROM_SINGLE_FRAME.items():
+        renamed = tuple(part.replace(old, new, 1) if part.startswith(old) else part for part in key)
+        if renamed in target_keys:
+            return renamed
+    return key
+
+
 def _init_from_run(state: TrainState, run_dir: str) -> TrainState:
-    """Starts from another run's best (else latest) weights: the official stage 1 -> stage 2."""
+    """Starts from another run's best (else latest) weights: the official stage 1 -> stage 2, or
+    a single-frame run -> a multi-frame run (architecture.md C.8: the multi-frame model starts from
+    the single-frame stage; its own heads, the occlusion classifier, the offset heads, start from
+    their initialisation). Every weight of the other run must fit one of this network's."""
+    from flax import traverse_util
+
     variables, step = restore_variables(run_dir, "best", what=f"train.init_from={run_dir!r}")
+    merged, fresh = {}, set()
     for name in ("params", "batch_stats"):
-        got = jax.tree.map(np.shape, variables[name])
-        want = jax.tree.map(np.shape, getattr(state, name))
-        if got != want:
+        target = traverse_util.flatten_dict(getattr(state, name))
+        source = {_renamed_for(k, target): v for k, v in traverse_util.flatten_dict(variables[name]).items()}
+        misfits = sorted("/".join(k) for k, v in source.items() if k not in target or np.shape(v) != target[k].shape)
+        if misfits:
             raise UserError(f"train.init_from={run_dir!r}: its {name} do not fit this run's network "
-                            "(another variant, width or topology)")
-    as_state = lambda tree, ref: jax.tree.map(lambda v, r: jax.device_put(jnp.asarray(v, r.dtype), r.sharding),
-                                              tree, ref)  # noqa: E731
-    print(f"initialised from {run_dir} (step {step})", flush=True)
-    return state.replace(params=as_state(variables["params"], state.params),
-                         batch_stats=as_state(variables["batch_stats"], state.batch_stats))
+                            f"(another variant, width or topology): {', '.join(misfits[:3])}"
+                            + (f" and {len(misfits) - 3} more" if len(misfits) > 3 else ""))
+        partly_loaded = {k[0] for k in source}
+        fresh |= {k[0] if k[0] not in partly_loaded else f"{k[0]}/{re.sub(r'_[0-9]+$', '', k[1])}"
+                  for k in target if k not in source}
+        merged[name] = traverse_util.unflatten_dict({
+            k: jax.device_put(jnp.asarray(source[k], ref.dtype), ref.sharding) if k in source else ref
+            for k, ref in target.items()})
+    print(f"initialised from {run_dir} (step {step})"
+          + (f"; at initialisation: {', '.join(sorted(fresh))}" if fresh else ""), flush=True)
+    return state.replace(params=merged["params"], batch_stats=merged["batch_stats"])
 
 
 def optim_config(config: ml_collections.ConfigDict) -> OptimConfig:

@@ -60,6 +60,8 @@ class ModelConfig:
             raise ValueError("a single-frame model needs mesh_fusion='none' and orientation_fusion=False")
         if self.num_frames == 3 and self.mesh_fusion == "none":
             raise ValueError("a three-frame model needs a mesh_fusion other than 'none'")
+        if self.dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"dtype must be 'float32' or 'bfloat16', got {self.dtype!r}")
         if 128 % self.width_divisor or 24 % self.width_divisor:
             raise ValueError(f"width_divisor must divide 128 and 24 (1, 2, 4, 8), got {self.width_divisor}")
 

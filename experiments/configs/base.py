@@ -31,7 +31,8 @@ def base_config() -> ml_collections.ConfigDict:
     ))
     config.train = ml_collections.ConfigDict(dict(
         num_steps=40_000, log_every=50, checkpoint_every=1000, eval_every=5000, keep_checkpoints=3,
-        init_from="",            # stage 2: the stage-1 workdir whose best weights start this run
+        init_from="",            # a workdir whose best weights start this run: stage 1 -> stage 2,
+                                 # or a single-frame run -> a multi-frame one (architecture.md C.8)
         predictions_png=True,
     ))
     return config

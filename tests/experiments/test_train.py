@@ -144,6 +144,50 @@ def test_stage_two_starts_from_the_first_runs_weights_and_topology_file(tmp_path
         train.train_and_evaluate(config, str(tmp_path / "stage2b"), source)
 
 
+def test_a_multi_frame_run_starts_from_a_single_frame_run(tmp_path, capsys):
+    """architecture.md C.8: the multi-frame model starts from the single-frame stage; the
+    single-frame rotation head becomes the per-frame head fc_block1, the multi-frame-only heads
+    keep their initialisation, and a run whose weights have no place here is refused."""
+    from flax import traverse_util
+
+    from experiments.checkpointing import Checkpoints
+    from experiments.common import model_config_from
+    from h2o_jax.hand.topology import load_topology
+    from h2o_jax.nn import H2ONet
+    from h2o_jax.training import create_train_state, make_optimizer
+
+    single_dir = str(tmp_path / "sf")
+    single = train.train_and_evaluate(tiny_config(num_steps=2), single_dir, make_source(4))
+    multi = tiny_config()
+    multi.model.variant = "B+D+MF+FO+HO"
+    model = H2ONet(load_topology(os.path.join(single_dir, "topology.npz")), model_config_from(multi))
+    fresh = jax.jit(lambda k: create_train_state(model, make_optimizer(train.optim_config(multi), 1), k, 4))(
+        jax.random.key(1))
+    capsys.readouterr()
+    started = train._init_from_run(fresh, single_dir)
+    assert (f"initialised from {single_dir} (step 2); at initialisation: occ_pred, offset_pred, "
+            "rot_reg/fc_block2") in capsys.readouterr().out
+    for name in ("params", "batch_stats"):
+        from_single = traverse_util.flatten_dict(getattr(single, name), sep="/")
+        at_init = traverse_util.flatten_dict(getattr(fresh, name), sep="/")
+        for key, value in traverse_util.flatten_dict(getattr(started, name), sep="/").items():
+            source_key = key.replace("rot_reg/fc_block1_", "rot_reg/fc_block_")
+            if source_key in from_single:
+                want = from_single[source_key]
+            else:
+                assert key.split("/")[0] in ("occ_pred", "offset_pred") or key.startswith("rot_reg/fc_block2_"), key
+                want = at_init[key]
+            np.testing.assert_array_equal(np.asarray(value), np.asarray(want), err_msg=f"{name} {key}")
+    # The other way round, the multi-frame heads have no place in the single-frame network.
+    multi_dir = str(tmp_path / "mf")
+    checkpoints = Checkpoints(multi_dir, keep=1)
+    checkpoints.save(1, started, None)
+    checkpoints.wait()
+    checkpoints.close()
+    with pytest.raises(train.UserError, match=r"its params do not fit this run's network .*: occ_pred/.* more$"):
+        train._init_from_run(single, multi_dir)
+
+
 def test_optim_config_carries_every_optimiser_key_of_the_config_file():
     config = get_config()
     overrides = dict(learning_rate=3e-3, grad_clip_norm=0.5, schedule="cosine", warmup_steps=7,
