@@ -42,7 +42,7 @@ def compare_precision(workdir: str, split: str | None = None, limit: int = 64, b
     config, model, variables, step = restore_run(workdir, "best")
     try:
         reduced = H2ONet(model.topology, dataclasses.replace(model.config, dtype=dtype))
-    except (TypeError, ValueError) as err:
+    except ValueError as err:
         raise UserError(f"--dtype {dtype!r}: {err}") from None
     split = split or config.data.eval_split
     source = sample_source(config.data, split, train=False)
@@ -75,7 +75,8 @@ def compare_precision(workdir: str, split: str | None = None, limit: int = 64, b
         report[f"{key}_diff_max_mm"] = float(every.max())
         report[f"{key}_diff_mean_mm"] = float(every.mean())
     if collectors["float32"].num_samples:
-        report["metrics"] = {name: {k: c.results()["overall"][k] for k in METRICS} for name, c in collectors.items()}
+        overall = {name: collector.results()["overall"] for name, collector in collectors.items()}
+        report["metrics"] = {name: {k: values[k] for k in METRICS} for name, values in overall.items()}
     return report
 
 

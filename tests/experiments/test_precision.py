@@ -1,6 +1,7 @@
 """experiments.precision: bfloat16 against float32 on a run's samples, checked against the two
 networks applied directly and a float64 numpy distance."""
 
+import dataclasses
 import os
 import sys
 
@@ -11,6 +12,7 @@ import pytest
 import experiments.common
 from experiments import precision
 from h2o_jax.metrics import MetricAccumulator, root_align, sample_metrics
+from h2o_jax.nn import H2ONet
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "data"))
 from record_fixtures import make_records  # noqa: E402
@@ -29,27 +31,22 @@ def records(monkeypatch):
     return data
 
 
-def _direct_outputs(run_dir, dtype, images):
+def _direct_outputs(model, variables, dtype, images):
     """Frame-0 camera-space mesh and joints of the run's network applied without the tool."""
-    import dataclasses
-
-    from h2o_jax.nn import H2ONet
-
-    _, model, variables, _ = experiments.common.restore_run(run_dir, "best")
     model = H2ONet(model.topology, dataclasses.replace(model.config, dtype=dtype))
     outputs = jax.jit(lambda v, x: model.apply(v, x))(variables, images[:, :1])
     return np.asarray(outputs["verts_r_m"][:, 0], np.float64), np.asarray(outputs["joints_r_m"][:, 0], np.float64)
 
 
 def test_bfloat16_differences_and_metrics_match_the_networks_applied_directly(run_dir, records, capsys):
-    source = experiments.common.sample_source(experiments.common.restore_run(run_dir, "best")[0].data, "test",
-                                              train=False)
+    config, model, variables, _ = experiments.common.restore_run(run_dir, "best")
+    source = experiments.common.sample_source(config.data, "test", train=False)
     samples = [source[i] for i in range(len(source))]
     # One batch, as below: reduced-precision results may depend on how the batch is tiled.
     report = precision.compare_precision(run_dir, "test", limit=0, batch_size=len(samples))
     images = np.stack([s["image"] for s in samples])
-    verts32, joints32 = _direct_outputs(run_dir, "float32", images)
-    verts16, joints16 = _direct_outputs(run_dir, "bfloat16", images)
+    verts32, joints32 = _direct_outputs(model, variables, "float32", images)
+    verts16, joints16 = _direct_outputs(model, variables, "bfloat16", images)
     vert_mm = np.sqrt(((verts16 - verts32) ** 2).sum(-1)) * 1000
     joint_mm = np.sqrt(((joints16 - joints32) ** 2).sum(-1)) * 1000
     assert report["num_samples"] == len(samples) > 5

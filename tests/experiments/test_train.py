@@ -161,8 +161,10 @@ def test_a_multi_frame_run_starts_from_a_single_frame_run(tmp_path, capsys):
     multi = tiny_config()
     multi.model.variant = "B+D+MF+FO+HO"
     model = H2ONet(load_topology(os.path.join(single_dir, "topology.npz")), model_config_from(multi))
+    # Another seed than the single-frame run's, so copied weights differ from initial ones; the rbg
+    # key compiles far faster than threefry (test speed only).
     fresh = jax.jit(lambda k: create_train_state(model, make_optimizer(train.optim_config(multi), 1), k, 4))(
-        jax.random.key(1))
+        jax.random.key(1, impl="unsafe_rbg"))
     capsys.readouterr()
     started = train._init_from_run(fresh, single_dir)
     assert (f"initialised from {single_dir} (step 2); at initialisation: occ_pred, offset_pred, "
