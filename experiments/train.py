@@ -291,6 +291,63 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, train_so
     return state
 
 
+SINGLE_FRAME_STAGE_DIR = "single_frame"
+
+
+def single_frame_stage_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The config of a run's first stage (`train.single_frame_steps` > 0): the official schedule's
+    single-frame stage 1 (architecture.md C.8; mesh terms only: a single-frame network keeps the
+    root joint's gradient, and the rotated terms from scratch drag its mesh, README), batch
+    `train.single_frame_batch_size` (frame 0 of each triplet), validated once, at its end."""
+    stage = ml_collections.ConfigDict(config.to_dict())
+    stage.model.variant = "single_frame"
+    stage.loss.stage = 1
+    stage.data.batch_size = int(config.train.single_frame_batch_size)
+    steps = int(config.train.single_frame_steps)
+    stage.train.update(num_steps=steps, eval_every=steps if config.train.eval_every else 0,
+                       single_frame_steps=0, init_from="", predictions_png=False)
+    stage.lock()
+    return stage
+
+
+def _latest_step(workdir: str) -> int | None:
+    checkpoints = Checkpoints(workdir, keep=1_000_000)  # reading only: no save prunes anything
+    try:
+        return checkpoints.latest_step()
+    finally:
+        checkpoints.close()
+
+
+def train_in_stages(config: ml_collections.ConfigDict, workdir: str, train_source: Sequence[dict],
+                    eval_source: Sequence[dict] | None = None, stop_after_steps: int | None = None
+                    ) -> TrainState | None:
+    """`train_and_evaluate`, preceded when `train.single_frame_steps` > 0 by the single-frame stage
+    into `<workdir>/single_frame`, whose best weights then start the run (`train.init_from`).
+
+    Each stage resumes from its own checkpoints; once the run itself has a checkpoint the first
+    stage is not looked at again. Returns the run's state, or None when `stop_after_steps`
+    (emulating a kill) ended the first stage before its last step.
+    """
+    steps = int(config.train.get("single_frame_steps", 0))
+    if steps and _latest_step(workdir) is None:
+        if config.train.get("init_from", ""):
+            raise UserError("train.init_from and train.single_frame_steps both choose the starting weights; "
+                            "set one of them")
+        stage_dir = os.path.join(workdir, SINGLE_FRAME_STAGE_DIR)
+        print(f"stage 1 of 2: single-frame, {steps} steps, into {stage_dir}", flush=True)
+        stage_state = train_and_evaluate(single_frame_stage_config(config), stage_dir, train_source,
+                                         eval_source, stop_after_steps=stop_after_steps)
+        done = int(jax.device_get(stage_state.step))
+        if done < steps:
+            return None
+        if stop_after_steps is not None:
+            stop_after_steps -= done
+        config = ml_collections.ConfigDict(config.to_dict())
+        config.train.init_from = stage_dir
+        print(f"stage 2 of 2: {config.model.variant}, {config.train.num_steps} steps", flush=True)
+    return train_and_evaluate(config, workdir, train_source, eval_source, stop_after_steps=stop_after_steps)
+
+
 def training_sources(config: ml_collections.ConfigDict):
     """(train source, periodic-evaluation source or None) of a config: with
     `data.val_sequences` > 0 the evaluation runs on that many sequences held out of the train
@@ -373,12 +430,14 @@ def main(argv: Sequence[str] | None = None) -> TrainState:
             jax.distributed.initialize()
         enable_compilation_cache()
         train_source, eval_source = training_sources(config)
-        state = train_and_evaluate(config, workdir, train_source, eval_source, stop_after_steps=stop_after_steps)
+        state = train_in_stages(config, workdir, train_source, eval_source, stop_after_steps=stop_after_steps)
     except TrainingStopped as stopped:
         print(stopped, flush=True)
         sys.exit(128 + stopped.signum)  # the shell's convention: 143 after SIGTERM, 130 after SIGINT
     except (UserError, FloatingPointError) as err:
         sys.exit(f"error: {err}")
+    if state is None:
+        return None  # stopped inside the single-frame stage (stop_after_steps)
     finished = int(jax.device_get(state.step)) >= config.train.num_steps
     if finished and config.data.val_sequences and config.train.eval_every:
         # Settings and the best checkpoint were chosen on the validation slice; the test split

@@ -33,6 +33,8 @@ def base_config() -> ml_collections.ConfigDict:
         num_steps=40_000, log_every=50, checkpoint_every=1000, eval_every=5000, keep_checkpoints=3,
         init_from="",            # a workdir whose best weights start this run: stage 1 -> stage 2,
                                  # or a single-frame run -> a multi-frame one (architecture.md C.8)
+        single_frame_steps=0,    # > 0: first a single-frame stage-1 run of that many steps into
+        single_frame_batch_size=24,  # <workdir>/single_frame, which then starts this run (C.8)
         predictions_png=True,
     ))
     return config

@@ -1,5 +1,6 @@
-"""The main job's command end to end on synthetic/tiny: validation slice, final test score with
-the constant baselines, curves.png and predictions.png."""
+"""The main job's command end to end on synthetic/tiny: the single-frame stage, then the
+multi-frame run from it, validation slice, final test score with the constant baselines,
+curves.png and predictions.png."""
 
 from __future__ import annotations
 
@@ -27,8 +28,14 @@ def test_main_job_validates_on_held_out_sequences_and_scores_test_once(tiny_data
     workdir = tmp_path / "run"
     train.main(["--config", "experiments/configs/synthetic.py:tiny", "--workdir", str(workdir),
                 f"--config.data.data_dir={tiny_data_dir}", "--config.data.val_sequences=1",
-                "--config.data.eval_limit=8"])
+                "--config.data.eval_limit=8", "--config.train.single_frame_steps=2",
+                "--config.train.single_frame_batch_size=4"])
     out = capsys.readouterr().out
+    # The two stages: a single-frame stage-1 run, whose weights start the multi-frame run.
+    stage = json.loads((workdir / "single_frame" / "config.json").read_text())
+    assert stage["model"]["variant"] == "single_frame" and stage["loss"]["stage"] == 1
+    assert stage["train"]["num_steps"] == 2 and (workdir / "single_frame" / "eval_2.json").exists()
+    assert f"initialised from {workdir / 'single_frame'} (step 2)" in out
     periodic = json.loads((workdir / "eval_4.json").read_text())
     # synthetic/tiny: 4 train sequences x 12 frames; the held-out one, every 4th sample -> 3.
     assert periodic["overall"]["num_samples"] == 3

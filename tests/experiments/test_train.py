@@ -201,3 +201,50 @@ def test_optim_config_carries_every_optimiser_key_of_the_config_file():
     for key, value in overrides.items():
         assert getattr(optim, key) == value, key
     assert optim.total_steps == 99
+
+
+def test_single_frame_stage_runs_first_and_starts_the_run(tmp_path, monkeypatch):
+    """train.single_frame_steps: the control flow of the two stages (the training itself is
+    stubbed here; test_main_job runs both stages for real)."""
+    calls = []
+
+    class Done:
+        def __init__(self, step):
+            self.step = np.int32(step)
+
+    def fake_train(config, workdir, train_source, eval_source, stop_after_steps=None):
+        calls.append((config, workdir, stop_after_steps))
+        steps = config.train.num_steps if stop_after_steps is None else min(stop_after_steps, config.train.num_steps)
+        return Done(steps)
+
+    monkeypatch.setattr(train, "train_and_evaluate", fake_train)
+    config = get_config()
+    config.model.variant = "B+D+MF+FO+HO"
+    config.loss.stage = 2
+    config.train.update(num_steps=7, single_frame_steps=5, single_frame_batch_size=12)
+    workdir = str(tmp_path / "run")
+    state = train.train_in_stages(config, workdir, [], None)
+    (first, first_dir, _), (second, second_dir, _) = calls
+    assert first_dir == os.path.join(workdir, "single_frame") and second_dir == workdir
+    assert first.model.variant == "single_frame" and first.loss.stage == 1
+    assert first.data.batch_size == 12 and first.train.num_steps == 5 and first.train.eval_every == 5
+    assert second.train.init_from == first_dir and second.model.variant == "B+D+MF+FO+HO"
+    assert second.loss.stage == 2 and int(state.step) == 7
+    assert config.train.init_from == ""  # the caller's config is left alone
+    # Killed inside the first stage: the run is not started.
+    calls.clear()
+    assert train.train_in_stages(config, workdir, [], None, stop_after_steps=3) is None
+    assert len(calls) == 1
+    # ... and the kill budget carries over into the second stage.
+    calls.clear()
+    train.train_in_stages(config, workdir, [], None, stop_after_steps=6)
+    assert [c[2] for c in calls] == [6, 1]
+    # Once the run has a checkpoint, the first stage is not looked at again.
+    calls.clear()
+    monkeypatch.setattr(train, "_latest_step", lambda path: 3 if path == workdir else None)
+    train.train_in_stages(config, workdir, [], None)
+    assert [c[1] for c in calls] == [workdir] and calls[0][0].train.init_from == ""
+    monkeypatch.setattr(train, "_latest_step", lambda path: None)
+    config.train.init_from = "elsewhere"
+    with pytest.raises(train.UserError, match="init_from and train.single_frame_steps"):
+        train.train_in_stages(config, workdir, [], None)
