@@ -421,7 +421,7 @@ def _load_config_flags(argv):
     return config, args.workdir, args.stop_after_steps
 
 
-def main(argv: Sequence[str] | None = None) -> TrainState:
+def main(argv: Sequence[str] | None = None) -> TrainState | None:
     argv = [sys.argv[0]] + list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
