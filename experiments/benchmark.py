@@ -8,6 +8,7 @@ and the jitted train step on three-frame samples. Prints a markdown table and wr
 
     python -m experiments.benchmark                      # full-size network, default cases
     python -m experiments.benchmark --preset tiny        # seconds on a CPU (used by the tests)
+    python -m experiments.benchmark --workdir models/synthetic/multi_frame --skip-train   # a trained model
 """
 
 from __future__ import annotations
@@ -89,14 +90,22 @@ def init_variables(model: H2ONet, frames: int, key: jax.Array) -> Any:
     return jax.jit(lambda k: model.init(k, images))(key)
 
 
-def bench_inference(topology: MeshTopology, args: argparse.Namespace, dtype: str) -> list[Result]:
+def bench_inference(topology: MeshTopology, args: argparse.Namespace, dtype: str, run=None) -> list[Result]:
+    """Single-frame, three-frame and streaming cases of random-weight networks, or with `run`
+    = (model, variables) of a trained run (`--workdir`) the cases of that run's network."""
     results = []
     rng = np.random.default_rng(0)
     key = jax.random.key(0, impl="unsafe_rbg")  # fast to compile; weights are irrelevant here
-    for variant, frames in (("single_frame", 1), ("B+D+MF+FO+HO", 3)):
-        config = model_config_for(variant, width_divisor=args.width_divisor, dtype=dtype)
-        model = H2ONet(topology, config)
-        variables = init_variables(model, frames, key)
+    if run is None:
+        networks = [(H2ONet(topology, model_config_for(variant, width_divisor=args.width_divisor, dtype=dtype)), None)
+                    for variant in ("single_frame", "B+D+MF+FO+HO")]
+    else:
+        model, variables = run
+        networks = [(H2ONet(model.topology, dataclasses.replace(model.config, dtype=dtype)), variables)]
+    for model, variables in networks:
+        frames = model.config.num_frames
+        if variables is None:
+            variables = init_variables(model, frames, key)
         forward = jax.jit(lambda v, x, m=model: m.apply(v, x))
         for batch in sorted({1, args.batch}):
             images = jnp.asarray(rng.random((batch, frames, IMAGE_SIZE, IMAGE_SIZE, 3)), jnp.float32)
@@ -183,6 +192,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
                         help="default on accelerators, cpu on a CPU (smaller batches), tiny for tests")
     parser.add_argument("--topology", help="'random' (official sizes), 'tiny', or a topology .npz path")
+    parser.add_argument("--workdir", help="a trained run (or a published model folder): time its own network, "
+                                          "weights and topology instead of random ones")
     parser.add_argument("--width-divisor", type=int)
     parser.add_argument("--batch", type=int, help="batch of the throughput cases")
     parser.add_argument("--iters", type=int, help="timed calls at batch 1")
@@ -190,7 +201,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--train-batch", type=int, help="three-frame samples per train step")
     parser.add_argument("--train-iters", type=int)
     parser.add_argument("--dtypes", help="comma-separated: float32,bfloat16")
-    parser.add_argument("--frame-gap", type=int, default=5, help="k of the streaming ring buffer")
+    parser.add_argument("--frame-gap", type=int, default=None,
+                        help="k of the streaming ring buffer (default: the run's data.gap, else 5)")
     parser.add_argument("--skip-train", action="store_true")
     parser.add_argument("--out", default="benchmark_results.json", help="JSON output path")
     args = parser.parse_args(argv)
@@ -209,15 +221,30 @@ def check_args(args: argparse.Namespace) -> None:
             raise ValueError(f"--dtypes: {dtype!r} is not float32 or bfloat16")
     model_config_for("B+D+MF+FO+HO", width_divisor=args.width_divisor)  # checks --width-divisor
     for name in ("batch", "iters", "batch_iters", "train_batch", "train_iters", "frame_gap"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
 
 
 def main(argv: list[str] | None = None) -> list[Result]:
     args = parse_args(argv)
+    run = None
     try:
         check_args(args)
-        topology, topology_note = resolve_topology(args.topology)
+        if args.workdir:
+            from experiments.common import UserError, restore_run
+
+            try:
+                run_config, model, variables, step = restore_run(args.workdir)
+            except UserError as err:
+                raise ValueError(str(err)) from None
+            run = (model, variables)
+            args.frame_gap = args.frame_gap or int(run_config.data.gap)
+            topology, args.width_divisor = model.topology, model.config.width_divisor
+            topology_note = (f"the run's ({args.workdir}: {run_config.model.variant}, step {step}, "
+                             f"{topology.num_vertices} vertices)")
+        else:
+            topology, topology_note = resolve_topology(args.topology)
+        args.frame_gap = args.frame_gap or 5
     except (ValueError, KeyError, FileNotFoundError) as err:
         sys.exit(f"error: {err}")
     device = jax.devices()[0]
@@ -225,7 +252,7 @@ def main(argv: list[str] | None = None) -> list[Result]:
           f"topology: {topology_note}, width divisor {args.width_divisor}", flush=True)
     results: list[Result] = []
     for dtype in args.dtypes.split(","):
-        results += bench_inference(topology, args, dtype)
+        results += bench_inference(topology, args, dtype, run)
         print(format_table(results), flush=True)
     if not args.skip_train:
         results.append(bench_train_step(topology, args))
@@ -234,7 +261,7 @@ def main(argv: list[str] | None = None) -> list[Result]:
     report = {
         "date": datetime.date.today().isoformat(), "device": device.device_kind, "backend": jax.default_backend(),
         "jax": jax.__version__, "preset": args.preset, "topology": topology_note,
-        "width_divisor": args.width_divisor, "cpu_count": os.cpu_count(),
+        "width_divisor": args.width_divisor, "cpu_count": os.cpu_count(), "workdir": args.workdir,
         "results": [dict(dataclasses.asdict(r), ms_per_frame=r.ms_per_frame, fps=r.fps) for r in results],
     }
     with open(args.out, "w", encoding="utf-8") as f:

@@ -257,9 +257,17 @@ def training_topology(config: ml_collections.ConfigDict, workdir: str) -> tuple[
 
 def restore_variables(workdir: str, which: str = "best", what: str = "") -> tuple[Any, int]:
     """({params, batch_stats}, step) of a run's `best` or `latest` checkpoint (latest when no
-    evaluation has produced a best one)."""
+    evaluation has produced a best one). A folder written by `experiments.publish` (weights.npz,
+    no checkpoints) gives its published weights for either `which`."""
     from experiments.checkpointing import Checkpoints
+    from experiments.publish import WEIGHTS_FILE, load_weights, published_step
 
+    weights = os.path.join(workdir, WEIGHTS_FILE)
+    if os.path.exists(weights) and not os.path.isdir(os.path.join(workdir, "checkpoints")):
+        try:
+            return load_weights(weights), published_step(workdir)
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
+            raise UserError(f"{weights!r} cannot be read ({type(err).__name__}: {err})") from None
     checkpoints = Checkpoints(workdir, keep=1_000_000)  # reading only: no save prunes anything
     try:
         return checkpoints.restore_variables(best=which == "best")

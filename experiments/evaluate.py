@@ -14,7 +14,9 @@ transform per sample), the AUC of each over 0-50 mm, and F@5 / F@15 before and a
 Procrustes, in mm (`h2o_jax/metrics.py` documents each formula). Per-sample metrics run in
 float64, as the official scorer does. Results are given overall and by the ground-truth
 occlusion category of frame 0 (none / some fingers / whole hand; samples without occlusion
-labels count only overall).
+labels count only overall). A model with an occlusion classifier also gets the classifier's
+per-finger precision / recall and its fusion weights on occluded vs visible fingers
+(`experiments/occlusion_stats.py`, key "occlusion" of the report).
 
 By default the run is scored on its own dataset (`data.name`, `data.data_dir` of its config);
 `--dataset NAME` (and `--data-dir DIR`) score it on any other prepared dataset whose meshes
@@ -41,6 +43,7 @@ import numpy as np
 from data_loaders.pipeline import FirstSamples
 from data_loaders.validation import SpreadSamples
 from experiments.common import DATASET_GAPS, UserError, restore_run, sample_source
+from experiments.occlusion_stats import OcclusionStats, format_occlusion_table
 from h2o_jax.metrics import OCCLUSION_CATEGORIES, MetricAccumulator, root_align, sample_metrics
 
 # Column name -> key of `MetricAccumulator` reports, in the paper's Table 1 order (PA first).
@@ -166,7 +169,10 @@ def _predict_function(model, variables):
     def run(state, images, occ_labels):
         # occ_labels feed only the FS ablation (an oracle by design: it picks frames by GT labels).
         outputs = predict(state, {"image": images[:, :num_frames], "occ_labels": occ_labels[:, :num_frames]})
-        return {key: outputs[key][:, 0] for key in ("joints_r_m", "verts_r_m")}
+        frame0 = {key: outputs[key][:, 0] for key in ("joints_r_m", "verts_r_m")}
+        if "occ_logits" in outputs:  # [B, T, H, 2], all frames: the classifier and fusion statistics
+            frame0["occ_logits"] = outputs["occ_logits"]
+        return frame0
 
     return lambda batch: jax.device_get(run(state, batch["image"], batch["occ_labels"]))
 
@@ -215,7 +221,8 @@ def run_evaluation(workdir: str, split: str | None = None, checkpoint: str = "be
     """Evaluates the run in `workdir` on `split` (default: the dataset's eval split) of its own
     dataset or of `dataset` in `data_dir`; writes the outputs (module docstring) and returns the
     JSON report. `topology`, when given, must be the run's own (else a UserError).
-    `predict_fn(batch) -> {joints_r_m [B, 21, 3], verts_r_m [B, V, 3]}` replaces the network (tests)."""
+    `predict_fn(batch) -> {joints_r_m [B, 21, 3], verts_r_m [B, V, 3]}` (and optionally
+    occ_logits [B, T, H, 2]) replaces the network (tests)."""
     from data_loaders.pipeline import make_eval_dataset
     from experiments.reports import plot_auc, write_ho3d_submission, write_json_report
 
@@ -242,6 +249,7 @@ def run_evaluation(workdir: str, split: str | None = None, checkpoint: str = "be
     os.makedirs(out_dir, exist_ok=True)
 
     collector = MetricCollector()
+    occlusion = OcclusionStats(model.config.occ_fusion_score)
     baselines = _baseline_collectors(data, model.topology)
     unlabelled: dict[str, list[np.ndarray]] = {"joints": [], "verts": [], "roots": []}
     dataset = make_eval_dataset(source, batch_size, shard_index=0, shard_count=1)
@@ -258,6 +266,10 @@ def run_evaluation(workdir: str, split: str | None = None, checkpoint: str = "be
             if baselines is not None:
                 baselines.add(batch["joints_r_m"][:, 0], batch["verts_r_m"][:, 0], batch["occ_labels"][:, 0],
                               batch["occ_label_mask"][:, 0], keep=labelled)
+        if "occ_logits" in outputs:
+            frames = np.shape(outputs["occ_logits"])[1]
+            occlusion.add(outputs["occ_logits"], batch["occ_labels"][:, :frames],
+                          batch["occ_label_mask"][:, :frames], keep=real)
         todo = real & ~labelled
         if todo.any():
             unlabelled["joints"].append(pred_joints[todo])
@@ -284,6 +296,9 @@ def run_evaluation(workdir: str, split: str | None = None, checkpoint: str = "be
                   "joints, PA": collector.errors("pa_joint_err"), "joints": collector.errors("joint_err")},
                  png, title=f"3D PCK, {data.name} {split}")
         report["auc_png"] = png
+    if occlusion.num_frames is not None:
+        report["occlusion"] = occlusion.results()
+        print("\n" + format_occlusion_table(report["occlusion"]))
     if report["num_unlabelled"] and not collector.num_samples:
         path = os.path.join(out_dir, "pred.zip")
         write_ho3d_submission(path, *(np.concatenate(unlabelled[k]) for k in ("joints", "verts", "roots")))
