@@ -1,0 +1,39 @@
+"""experiments.study: the comparison table holds each run's evaluation, and its timing."""
+
+import json
+
+import pytest
+
+from experiments import study
+from test_evaluate import make_run, records  # noqa: F401  (fixture)
+
+
+def test_training_seconds_from_metrics_records(tmp_path):
+    lines = [{"step": 1, "split": "train", "time": 100.0, "steps_per_s": 0.02},   # first step: 50 s
+             {"step": 10, "split": "train", "time": 130.0, "steps_per_s": 1.0},
+             {"step": 10, "split": "eval", "time": 145.5}]
+    (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in lines) + "\n")
+    assert study.training_seconds(str(tmp_path)) == pytest.approx(50.0 + 45.5)
+    assert study.training_seconds(str(tmp_path / "missing")) is None
+
+
+def test_study_table_lists_every_run_and_group(tmp_path, records):  # noqa: F811
+    single = make_run(tmp_path / "sf", variant="single_frame")
+    multi = make_run(tmp_path / "mf", variant="B+D+MF+FO+HO")
+    out = tmp_path / "study.md"
+    rows = study.main(["--run", f"SF={single}", "--run", f"MF={multi}", "--limit", "4", "--batch-size", "2",
+                       "--out", str(out)])
+    text = out.read_text()
+    saved = json.loads((tmp_path / "study.json").read_text())
+    assert [r["name"] for r in saved] == ["SF", "MF"]
+    for row in rows:
+        overall = row["report"]["overall"]
+        assert f"| {row['name']} | all | {overall['num_samples']} | {overall['pa_j_pe_mm']:.2f} | " in text
+        for key, group in row["report"]["by_occlusion"].items():
+            assert f"{group['pa_v_pe_mm']:.2f}" in text
+        assert (tmp_path / row["workdir"].split("/")[-1] / "study" / "eval_test.json").exists()
+    # Only the multi-frame model has an occlusion classifier.
+    assert "occlusion" in rows[1]["report"] and "occlusion" not in rows[0]["report"]
+    assert "| MF | " in text.split("Occlusion classifier")[1] and "| SF | " not in text.split("Occlusion classifier")[1]
+    with pytest.raises(SystemExit, match="--run must be NAME=WORKDIR"):
+        study.main(["--run", single, "--out", str(out)])
