@@ -5,9 +5,10 @@
 Writes to `--out`: the run's `config.json` and `topology.npz` (copied), `weights.npz` (the
 best checkpoint's params and BatchNorm statistics, float32, flat keys "params/..." and
 "batch_stats/...": no optimiser state, about a third of a checkpoint) and `published.json` (the
-source run, its step). `experiments.evaluate`, `experiments.demo` and `experiments.benchmark`
-take the folder as `--workdir` (`experiments.common.restore_variables` reads `weights.npz`
-when the folder has no checkpoints). Resuming training from it is not possible (no optimiser
+source run, its step), and with `--check-limit N` `check.json` (the folder's metrics on the
+first N samples of the evaluation split, for a test to reproduce). `experiments.evaluate`,
+`experiments.demo` and `experiments.benchmark` take the folder as `--workdir`
+(`experiments.common.restore_variables` reads `weights.npz` when the folder has no checkpoints). Resuming training from it is not possible (no optimiser
 state); `train.init_from` accepts it.
 """
 
@@ -26,6 +27,7 @@ from flax import traverse_util
 
 WEIGHTS_FILE = "weights.npz"
 PUBLISHED_FILE = "published.json"
+CHECK_FILE = "check.json"
 _SEP = "/"
 
 
@@ -62,9 +64,11 @@ def published_step(workdir: str) -> int:
         return int(json.load(file)["step"])
 
 
-def publish(workdir: str, out_dir: str, which: str = "best") -> dict[str, Any]:
+def publish(workdir: str, out_dir: str, which: str = "best", check_limit: int = 0) -> dict[str, Any]:
     """Copies a run's config and topology and writes its weights to `out_dir`; returns the
-    published.json record."""
+    published.json record. `check_limit` > 0 also scores the published folder on the first that
+    many samples of the run's evaluation split and keeps the metrics in `check.json` (what a test
+    reproduces later from the folder alone)."""
     from experiments.common import TOPOLOGY_FILE, UserError, restore_run
 
     if os.path.abspath(workdir) == os.path.abspath(out_dir):
@@ -79,6 +83,17 @@ def publish(workdir: str, out_dir: str, which: str = "best") -> dict[str, Any]:
     with open(os.path.join(out_dir, PUBLISHED_FILE), "w") as file:
         json.dump(record, file, indent=1)
     print(f"published {workdir} ({which}, step {step}) to {out_dir}: {WEIGHTS_FILE} {size / 1e6:.1f} MB")
+    if check_limit > 0:
+        import tempfile
+
+        from experiments.evaluate import run_evaluation
+
+        with tempfile.TemporaryDirectory() as scratch:
+            report = run_evaluation(out_dir, limit=check_limit, out_dir=scratch)
+        check = {key: report[key] for key in ("dataset", "split", "step", "num_labelled", "overall", "by_occlusion")}
+        check["limit"] = check_limit
+        with open(os.path.join(out_dir, CHECK_FILE), "w") as file:
+            json.dump(check, file, indent=1)
     return record
 
 
@@ -87,11 +102,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--workdir", required=True, help="training run directory (config.json + checkpoints)")
     parser.add_argument("--out", required=True, help="output folder, e.g. models/synthetic/multi_frame")
     parser.add_argument("--checkpoint", default="best", choices=("best", "latest"))
+    parser.add_argument("--check-limit", type=int, default=0,
+                        help="also score the folder on the first N samples of the evaluation split into check.json")
     args = parser.parse_args(argv)
     from experiments.common import UserError
 
     try:
-        return publish(args.workdir, args.out, args.checkpoint)
+        return publish(args.workdir, args.out, args.checkpoint, args.check_limit)
     except (UserError, FileNotFoundError) as err:
         sys.exit(f"error: {err}")
 

@@ -52,6 +52,16 @@ def test_evaluate_and_benchmark_take_the_published_folder(run_and_published, rec
     assert report["workdir"] == out and "B+D+MF+FO+HO" in report["topology"]
 
 
+def test_check_file_holds_the_folders_own_metrics(run_and_published, records, tmp_path):  # noqa: F811
+    run_dir, _ = run_and_published
+    out = str(tmp_path / "checked")
+    publish.main(["--workdir", run_dir, "--out", out, "--checkpoint", "latest", "--check-limit", "3"])
+    check = json.loads(pathlib.Path(out, "check.json").read_text())
+    again = evaluate.run_evaluation(out, limit=3, out_dir=str(tmp_path / "again"))
+    assert check["limit"] == 3 and check["split"] == "test" and check["num_labelled"] == again["num_labelled"]
+    assert check["overall"] == again["overall"] and check["by_occlusion"] == again["by_occlusion"]
+
+
 def test_bad_folders_are_one_line_errors(run_and_published, tmp_path):
     run_dir, out = run_and_published
     with pytest.raises(SystemExit, match="^error: --out must differ"):
