@@ -3,6 +3,9 @@ side view, and an MP4 (or GIF).
 
     python -m experiments.demo --workdir runs/synthetic_cpu --input my_frames/ --out demo_out
     python -m experiments.demo --workdir runs/dexycb_s2 --input clip.mp4 --out demo_out --box 600,300,250,250 --gif
+    python -m data_loaders.synthetic.video --out clip.mp4 && python -m experiments.demo --input clip.mp4 --out demo_out
+
+Without `--workdir` the demo runs the multi-frame model published in `models/synthetic/multi_frame`.
 
 Every frame is cropped to 128 x 128 with one fixed box (`--box x,y,w,h` in frame pixels, squared
 about its centre as the datasets' crop; default: the centred square of the frame) and fed to the
@@ -37,6 +40,9 @@ from experiments.common import UserError
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 DEFAULT_FOCAL_FACTOR = 1.2  # default crop-camera focal = 1.2 x crop side (about a 45 degree view)
 DISPLAY_SCALE = 2  # the 128 px crop is drawn at 256 px
+# The multi-frame model trained on synthetic/small and published with the repository (README "Study").
+PUBLISHED_MODEL_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "models", "synthetic",
+                                   "multi_frame")
 MIN_DEPTH_M = 0.05  # a root closer than this (or behind the camera) is not a plausible hand
 FALLBACK_DEPTH_M = 0.5
 
@@ -286,8 +292,11 @@ def _chain(first, rest):
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="python -m experiments.demo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workdir", required=True, help="training run directory (config.json + checkpoints)")
-    parser.add_argument("--input", required=True, help="a folder of frames (natural name order) or a video file")
+    parser.add_argument("--workdir", default=PUBLISHED_MODEL_DIR,
+                        help="training run directory (config.json + checkpoints) or published model folder "
+                             "(default: the repository's multi-frame model, models/synthetic/multi_frame)")
+    parser.add_argument("--input", required=True, help="a folder of frames (natural name order) or a video file "
+                                                       "(a synthetic clip: python -m data_loaders.synthetic.video)")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--box", default=None, help="x,y,w,h crop box in frame pixels (default: centred square)")
     parser.add_argument("--focal-px", type=float, default=None,

@@ -36,6 +36,10 @@ class ModelConfig:
         template instead of absolute canonical vertices (not in the official network, whose
         weights need False): a network trained from scratch starts from a hand-shaped mesh, which
         short CPU runs cannot otherwise reach (issue 13).
+      sf_root_grad: a single-frame network's root joint keeps the gradient of the rotated terms
+        (True, official, architecture.md 7.2); False detaches it as the multi-frame network does.
+        The official way diverged on the synthetic data in stage 2 (README "Study"); it has no
+        effect on a multi-frame network, whose root is always detached.
     """
 
     num_frames: int = 3
@@ -52,6 +56,7 @@ class ModelConfig:
     mf_joint_grad: bool = False
     hand_reading: Literal["A", "B"] = "A"
     template_residual: bool = False
+    sf_root_grad: bool = True
 
     def __post_init__(self) -> None:
         if self.num_frames not in (1, 3):

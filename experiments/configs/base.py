@@ -12,6 +12,7 @@ def base_config() -> ml_collections.ConfigDict:
         width_divisor=1,         # 1 = the official network; 2/4/8 shrink every channel count
         topology="builtin",      # experiments/common.py: builtin, official:DIR, mano:PKL, PATH.npz
         template_residual=False,  # True: the mesh head predicts offsets from the template (not official)
+        sf_root_grad=True,        # False: a single-frame net's root is detached as the multi-frame net's
     ))
     config.data = ml_collections.ConfigDict(dict(
         name="synthetic/default", data_dir="", build_workers=0, batch_size=32, gap=5,

@@ -142,7 +142,8 @@ class H2ONet(nn.Module):
         regressor = self.mano_joint_reg
         joints_c = jnp.einsum("jv,btvk->btjk", regressor,
                               sg(verts_c) if multi and not cfg.mf_joint_grad else verts_c)
-        root = sg(joints_c[..., 0, :]) if multi else joints_c[..., 0, :]
+        # The rotated terms move the root only in an official single-frame network (architecture.md 7.2).
+        root = joints_c[..., 0, :] if not multi and cfg.sf_root_grad else sg(joints_c[..., 0, :])
         vert_rot = rot_mat.at[:, 0].set(rot_frame0)
         joint_rot = vert_rot if cfg.delta_r_scope == "all" else rot_mat
         outputs.update(
