@@ -9,7 +9,9 @@ ground-truth occlusion category of frame 0 (all / none / some fingers / whole ha
 Tables 1-3 (PA-J-PE, PA-V-PE, J-PE, V-PE in mm; AUCs and F-scores in percent), the training
 wall-clock time of each run (from its metrics.jsonl), and for models with an occlusion classifier
 its per-finger precision / recall and the fusion weights on occluded vs visible fingers
-(`experiments/occlusion_stats.py`). The same numbers go to a JSON file beside the markdown.
+(`experiments/occlusion_stats.py`). `--offset-ablation` adds, per fusion model, a row with its
+offset head zeroed: frame 0's mesh is then the network's own single-frame mesh, so the difference
+is what the multi-frame fusion adds. The same numbers go to a JSON file beside the markdown.
 """
 
 from __future__ import annotations
@@ -97,10 +99,25 @@ def format_study(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def without_offset(variables: dict[str, Any]) -> dict[str, Any] | None:
+    """The variables with the multi-frame offset head's last layer zeroed (its output is then 0:
+    frame 0's mesh is the network's own single-frame mesh), or None for a model without one."""
+    import jax
+    import numpy as np
+
+    if "offset_pred" not in variables["params"]:
+        return None
+    head = jax.tree.map(np.zeros_like, variables["params"]["offset_pred"]["head"])
+    offset = {**variables["params"]["offset_pred"], "head": head}
+    return {**variables, "params": {**variables["params"], "offset_pred": offset}}
+
+
 def run_study(runs: Sequence[tuple[str, str]], split: str | None = None, limit: int = 0,
-              batch_size: int = 16) -> list[dict[str, Any]]:
-    """Evaluates each (name, workdir) on the same split; returns one row per run."""
-    from experiments.evaluate import run_evaluation
+              batch_size: int = 16, offset_ablation: bool = False) -> list[dict[str, Any]]:
+    """Evaluates each (name, workdir) on the same split; returns one row per run, and with
+    `offset_ablation` one more per multi-frame fusion model with its offset head zeroed."""
+    from experiments.common import restore_run
+    from experiments.evaluate import _predict_function, run_evaluation
 
     rows = []
     for name, workdir in runs:
@@ -108,6 +125,16 @@ def run_study(runs: Sequence[tuple[str, str]], split: str | None = None, limit: 
         report = run_evaluation(workdir, split=split, limit=limit, batch_size=batch_size, spread=bool(limit),
                                 out_dir=os.path.join(workdir, "study"))
         rows.append({"name": name, "workdir": workdir, "training_s": training_seconds(workdir), "report": report})
+        if offset_ablation:
+            _, model, variables, _ = restore_run(workdir)
+            zeroed = without_offset(variables)
+            if zeroed is not None:
+                print(f"== {name} with its offset head zeroed", flush=True)
+                report = run_evaluation(workdir, split=split, limit=limit, batch_size=batch_size, spread=bool(limit),
+                                        out_dir=os.path.join(workdir, "study_no_offset"),
+                                        predict_fn=_predict_function(model, zeroed))
+                rows.append({"name": f"{name}, offset zeroed", "workdir": workdir, "training_s": None,
+                             "report": report})
     return rows
 
 
@@ -119,6 +146,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--limit", type=int, default=0, help="N samples spread over the split (0 = all)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--out", required=True, help="markdown output path (JSON beside it)")
+    parser.add_argument("--offset-ablation", action="store_true",
+                        help="also score each fusion model with its offset head zeroed (what the fusion adds)")
     args = parser.parse_args(argv)
     from experiments.common import UserError
 
@@ -129,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
             sys.exit(f"error: --run must be NAME=WORKDIR, got {item!r}")
         runs.append((name, workdir))
     try:
-        rows = run_study(runs, args.split, args.limit, args.batch_size)
+        rows = run_study(runs, args.split, args.limit, args.batch_size, args.offset_ablation)
     except (UserError, FileNotFoundError) as err:
         sys.exit(f"error: {err}")
     text = format_study(rows)

@@ -22,10 +22,16 @@ def test_study_table_lists_every_run_and_group(tmp_path, records):  # noqa: F811
     multi = make_run(tmp_path / "mf", variant="B+D+MF+FO+HO")
     out = tmp_path / "study.md"
     rows = study.main(["--run", f"SF={single}", "--run", f"MF={multi}", "--limit", "4", "--batch-size", "2",
-                       "--out", str(out)])
+                       "--out", str(out), "--offset-ablation"])
+    assert [r["name"] for r in rows] == ["SF", "MF", "MF, offset zeroed"]
+    # Zeroing the offset changes frame 0's mesh (random weights give a non-zero offset) and not
+    # the occlusion classifier.
+    assert rows[2]["report"]["overall"]["pa_v_pe_mm"] != rows[1]["report"]["overall"]["pa_v_pe_mm"]
+    assert rows[2]["report"]["occlusion"] == rows[1]["report"]["occlusion"]
+    rows = rows[:2]
     text = out.read_text()
     saved = json.loads((tmp_path / "study.json").read_text())
-    assert [r["name"] for r in saved] == ["SF", "MF"]
+    assert [r["name"] for r in saved] == ["SF", "MF", "MF, offset zeroed"]
     for row in rows:
         overall = row["report"]["overall"]
         assert f"| {row['name']} | all | {overall['num_samples']} | {overall['pa_j_pe_mm']:.2f} | " in text
@@ -37,3 +43,18 @@ def test_study_table_lists_every_run_and_group(tmp_path, records):  # noqa: F811
     assert "| MF | " in text.split("Occlusion classifier")[1] and "| SF | " not in text.split("Occlusion classifier")[1]
     with pytest.raises(SystemExit, match="--run must be NAME=WORKDIR"):
         study.main(["--run", single, "--out", str(out)])
+
+
+def test_without_offset_zeroes_only_the_offset_heads_last_layer():
+    import numpy as np
+
+    variables = {"params": {"offset_pred": {"head": {"layer": {"kernel": np.ones((2, 3)), "bias": np.ones(3)}},
+                                            "block_0": {"layer": {"kernel": np.ones((2, 2))}}},
+                            "backbone": {"w": np.ones(2)}}, "batch_stats": {"m": np.ones(1)}}
+    zeroed = study.without_offset(variables)
+    assert not np.any(zeroed["params"]["offset_pred"]["head"]["layer"]["kernel"])
+    assert not np.any(zeroed["params"]["offset_pred"]["head"]["layer"]["bias"])
+    assert np.all(zeroed["params"]["offset_pred"]["block_0"]["layer"]["kernel"] == 1)
+    assert zeroed["params"]["backbone"] is variables["params"]["backbone"]
+    assert np.all(variables["params"]["offset_pred"]["head"]["layer"]["kernel"] == 1)  # input untouched
+    assert study.without_offset({"params": {"backbone": {}}, "batch_stats": {}}) is None
