@@ -193,7 +193,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="default on accelerators, cpu on a CPU (smaller batches), tiny for tests")
     parser.add_argument("--topology", help="'random' (official sizes), 'tiny', or a topology .npz path")
     parser.add_argument("--workdir", help="a trained run (or a published model folder): time its own network, "
-                                          "weights and topology instead of random ones")
+                                          "weights and topology in the inference cases instead of random "
+                                          "ones (the train-step case stays the random multi-frame network "
+                                          "at the run's width and topology)")
     parser.add_argument("--width-divisor", type=int)
     parser.add_argument("--batch", type=int, help="batch of the throughput cases")
     parser.add_argument("--iters", type=int, help="timed calls at batch 1")
@@ -208,7 +210,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     preset = args.preset or ("cpu" if jax.default_backend() == "cpu" else "default")
     for key, value in PRESETS[preset].items():
-        if getattr(args, key) is None:
+        if getattr(args, key) is None and not (key == "topology" and args.workdir):  # a run brings its own
             setattr(args, key, value)
     args.preset = preset
     return args
@@ -233,6 +235,8 @@ def main(argv: list[str] | None = None) -> list[Result]:
         if args.workdir:
             from experiments.common import UserError, restore_run
 
+            if args.topology:
+                raise ValueError("--topology and --workdir exclude each other: a run brings its own topology")
             try:
                 run_config, model, variables, step = restore_run(args.workdir)
             except UserError as err:

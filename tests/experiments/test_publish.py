@@ -50,6 +50,8 @@ def test_evaluate_and_benchmark_take_the_published_folder(run_and_published, rec
     assert [(r.case, r.batch) for r in results] == [("three-frame", 1), ("three-frame", 4), ("streaming", 1)]
     report = json.loads(bench_json.read_text())
     assert report["workdir"] == out and "B+D+MF+FO+HO" in report["topology"]
+    with pytest.raises(SystemExit, match="^error: --topology and --workdir exclude each other"):
+        benchmark.main(["--preset", "tiny", "--workdir", out, "--topology", "tiny", "--out", str(bench_json)])
 
 
 def test_check_file_holds_the_folders_own_metrics(run_and_published, records, tmp_path):  # noqa: F811
