@@ -280,12 +280,15 @@ def restore_variables(workdir: str, which: str = "best", what: str = "") -> tupl
 
 def model_config_from(config: ml_collections.ConfigDict):
     """The `h2o_jax.config.ModelConfig` of a run config (`model.variant`, `width_divisor`,
-    `template_residual`, `sf_root_grad`; runs saved before a field existed get its default)."""
+    `template_residual`, `sf_root_grad`, `scratch_encoder`, `stack_out_channels`; runs saved
+    before a field existed get its default)."""
     from h2o_jax.config import model_config_for
 
     return model_config_for(config.model.variant, width_divisor=config.model.width_divisor,
                             template_residual=bool(config.model.get("template_residual", False)),
-                            sf_root_grad=bool(config.model.get("sf_root_grad", True)))
+                            sf_root_grad=bool(config.model.get("sf_root_grad", True)),
+                            scratch_encoder=bool(config.model.get("scratch_encoder", False)),
+                            stack_out_channels=int(config.model.get("stack_out_channels", 0)))
 
 
 def restore_run(workdir: str, which: str = "best", topology: str | None = None

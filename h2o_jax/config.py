@@ -40,6 +40,16 @@ class ModelConfig:
         (True, official, architecture.md 7.2); False detaches it as the multi-frame network does.
         The official way diverged on the synthetic data in stage 2 (README "Study"); it has no
         effect on a multi-frame network, whose root is always detached.
+      scratch_encoder: not official (official weights need False). Every mobile unit of the
+        encoder gets a parameter-free identity path (channels sliced or zero-padded) and the
+        "no_expand" dense blocks add their input, and every squeeze-excitation gate starts at a
+        constant 0.5 (fc2's BatchNorm scale at 0). The official encoder, trained from scratch,
+        does not learn the 2D joints in hundreds of steps (its gradients grow ~300x from the
+        uv head back to the stem at initialisation, as in a deep plain BatchNorm-ReLU network);
+        with both changes it does (README "Main job", issue 13). No new parameters.
+      stack_out_channels: channels of the hourglasses' outputs (0: 24 / width_divisor, the
+        official count). The 21 joint maps are a 1x1 convolution of stack 2's output, so a
+        quarter-width network's 6 channels bound them to rank 6; 24 lifts that.
     """
 
     num_frames: int = 3
@@ -57,6 +67,8 @@ class ModelConfig:
     hand_reading: Literal["A", "B"] = "A"
     template_residual: bool = False
     sf_root_grad: bool = True
+    scratch_encoder: bool = False
+    stack_out_channels: int = 0
 
     def __post_init__(self) -> None:
         if self.num_frames not in (1, 3):
@@ -67,6 +79,8 @@ class ModelConfig:
             raise ValueError("a three-frame model needs a mesh_fusion other than 'none'")
         if self.dtype not in ("float32", "bfloat16"):
             raise ValueError(f"dtype must be 'float32' or 'bfloat16', got {self.dtype!r}")
+        if self.stack_out_channels < 0:
+            raise ValueError(f"stack_out_channels must be >= 0 (0: 24 / width_divisor), got {self.stack_out_channels}")
         if 128 % self.width_divisor or 24 % self.width_divisor:
             raise ValueError(f"width_divisor must divide 128 and 24 (1, 2, 4, 8), got {self.width_divisor}")
 

@@ -13,6 +13,8 @@ def base_config() -> ml_collections.ConfigDict:
         topology="builtin",      # experiments/common.py: builtin, official:DIR, mano:PKL, PATH.npz
         template_residual=False,  # True: the mesh head predicts offsets from the template (not official)
         sf_root_grad=True,        # False: a single-frame net's root is detached as the multi-frame net's
+        scratch_encoder=False,    # True: identity paths + constant SE gates in the encoder (not official)
+        stack_out_channels=0,     # hourglass output channels (0: 24 / width_divisor, official)
     ))
     config.data = ml_collections.ConfigDict(dict(
         name="synthetic/default", data_dir="", build_workers=0, batch_size=32, gap=5,

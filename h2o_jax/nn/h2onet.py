@@ -74,7 +74,8 @@ class H2ONet(nn.Module):
         cfg, topo = self.config, self.topology
         d = cfg.width_divisor
         dtype = jnp.bfloat16 if cfg.dtype == "bfloat16" else jnp.float32
-        self.backbone = Backbone(d, cfg.dual_branch, dtype)
+        self.backbone = Backbone(d, cfg.dual_branch, dtype, shortcuts=cfg.scratch_encoder,
+                                 constant_se_init=cfg.scratch_encoder, stack_out_channels=cfg.stack_out_channels)
         self.decoder3d = MeshDecoder(topo, tuple(c // d for c in (32, 64, 128, 256)), dtype, cfg.template_residual)
         if cfg.uses_occlusion_classifier:
             self.occ_pred = OcclusionClassifier(d, cfg.occ_joint_groups, cfg.occ_heads, dtype)

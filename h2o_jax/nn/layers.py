@@ -7,6 +7,7 @@ become `linear` / `bn` (see h2o_jax/nn/__init__.py for the full correspondence).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
@@ -33,11 +34,12 @@ class TorchBatchNorm(nn.Module):
     use_running_average: bool
     momentum: float = 0.1
     epsilon: float = 1e-5
+    scale_init: Callable = nn.initializers.ones
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         features = x.shape[-1]
-        scale = self.param("scale", nn.initializers.ones, (features,), jnp.float32)
+        scale = self.param("scale", self.scale_init, (features,), jnp.float32)
         bias = self.param("bias", nn.initializers.zeros, (features,), jnp.float32)
         running_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((features,), jnp.float32))
         running_var = self.variable("batch_stats", "var", lambda: jnp.ones((features,), jnp.float32))
@@ -56,9 +58,11 @@ class TorchBatchNorm(nn.Module):
         return (x - mean) * (jax.lax.rsqrt(var + self.epsilon) * scale) + bias
 
 
-def batch_norm(train: bool, name: str) -> TorchBatchNorm:
-    """BatchNorm with PyTorch's defaults (momentum 0.1, eps 1e-5) and running-variance rule."""
-    return TorchBatchNorm(use_running_average=not train, name=name)
+def batch_norm(train: bool, name: str, zero_scale: bool = False) -> TorchBatchNorm:
+    """BatchNorm with PyTorch's defaults (momentum 0.1, eps 1e-5) and running-variance rule;
+    `zero_scale` starts its scale (gamma) at 0 instead of 1."""
+    scale_init = nn.initializers.zeros if zero_scale else nn.initializers.ones
+    return TorchBatchNorm(use_running_average=not train, scale_init=scale_init, name=name)
 
 
 def relu4(x: jax.Array) -> jax.Array:
@@ -142,21 +146,27 @@ class LinearBN(nn.Module):
     features: int
     relu: bool = True
     dtype: Any = jnp.float32
+    zero_scale: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         x = nn.Dense(self.features, use_bias=False, kernel_init=torch_default_init,
                      dtype=self.dtype, name="linear")(x)
-        x = batch_norm(train, "bn")(x.astype(jnp.float32))
+        x = batch_norm(train, "bn", self.zero_scale)(x.astype(jnp.float32))
         return relu4(x) if self.relu else x
 
 
 class MobileUnit(nn.Module):
-    """Depthwise 3x3 conv(s) + pointwise 1x1; residual (after the ReLU) iff cin == cout."""
+    """Depthwise 3x3 conv(s) + pointwise 1x1; residual (after the ReLU) iff cin == cout.
+
+    `shortcut` (not official) also gives the units with cin != cout a parameter-free identity
+    path: the input's first cout channels (cin > cout) or the input zero-padded to cout channels.
+    """
 
     features: int
     num3x3: int = 1
     dtype: Any = jnp.float32
+    shortcut: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -165,21 +175,32 @@ class MobileUnit(nn.Module):
         for i in range(self.num3x3):
             y = ConvBN(channels, 3, groups=channels, dtype=self.dtype, name=f"conv3x3_{i}")(y, train)
         y = ConvBN(self.features, 1, dtype=self.dtype, name="conv1x1")(y, train)
-        return y + x if channels == self.features else y
+        if channels == self.features:
+            return y + x
+        if not self.shortcut:
+            return y
+        if channels > self.features:
+            return y + x[..., :self.features]
+        return y + jnp.pad(x, ((0, 0),) * (x.ndim - 1) + ((0, self.features - channels),))
 
 
 class SEBlock(nn.Module):
-    """Squeeze-and-excitation: x * sigmoid(fc2(fc1(mean_hw(x)))), hidden = min(C/2, max_hidden)."""
+    """Squeeze-and-excitation: x * sigmoid(fc2(fc1(mean_hw(x)))), hidden = min(C/2, max_hidden).
+
+    `constant_gate_init` (not official) starts fc2's BatchNorm scale at 0, so every gate begins
+    at sigmoid(0) = 0.5 for every image instead of a random per-image factor per channel.
+    """
 
     max_hidden: int = 256
     dtype: Any = jnp.float32
+    constant_gate_init: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         channels = x.shape[-1]
         s = jnp.mean(x, axis=(1, 2))
         s = LinearBN(min(channels // 2, self.max_hidden), dtype=self.dtype, name="fc1")(s, train)
-        s = LinearBN(channels, relu=False, dtype=self.dtype, name="fc2")(s, train)
+        s = LinearBN(channels, relu=False, dtype=self.dtype, zero_scale=self.constant_gate_init, name="fc2")(s, train)
         return x * jax.nn.sigmoid(s)[:, None, None, :]
 
 
@@ -188,10 +209,13 @@ class DenseBlock(nn.Module):
 
     kind "dense2": units c -> c/2 twice, out [x, u1, u2] (2c). kind "dense4": four units
     -> c/4, out [x, u1..u4] (2c). kind "no_expand": units c -> 3c/4 then -> c/4, out [u1, u2] (c).
+    `shortcut` (not official): the units get `MobileUnit.shortcut` and "no_expand" adds x to its
+    output, so every block has an identity path.
     """
 
     kind: str
     dtype: Any = jnp.float32
+    shortcut: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -199,9 +223,12 @@ class DenseBlock(nn.Module):
         widths = {"dense2": (c // 2, c // 2), "dense4": (c // 4,) * 4, "no_expand": (3 * c // 4, c // 4)}[self.kind]
         parts = [x]
         for i, width in enumerate(widths):
-            parts.append(MobileUnit(width, dtype=self.dtype, name=f"conv{i + 1}")(
+            parts.append(MobileUnit(width, dtype=self.dtype, shortcut=self.shortcut, name=f"conv{i + 1}")(
                 jnp.concatenate(parts, axis=-1), train))
-        return jnp.concatenate(parts[1:] if self.kind == "no_expand" else parts, axis=-1)
+        if self.kind != "no_expand":
+            return jnp.concatenate(parts, axis=-1)
+        out = jnp.concatenate(parts[1:], axis=-1)
+        return out + x if self.shortcut else out
 
 
 def avg_pool2(x: jax.Array) -> jax.Array:
