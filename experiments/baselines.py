@@ -1,10 +1,15 @@
 """Constant-hand baselines: what "learned something" means on a dataset.
 
-Two predictions that ignore the image, scored with the same metrics as the model:
+Three predictions that ignore the image, scored with the same metrics as the model:
 * `mean_hand`: the mean root-relative (camera-orientation) hand of the training split, joints
-  and vertices averaged over frames: the best constant under a squared error;
+  and vertices averaged over frames: the best constant under a squared error of J-PE / V-PE,
+  but a blurred, shrunken hand;
+* `mean_pose_hand`: the mean canonical hand of the training split (each frame's hand with its
+  global rotation undone, v_c = R^T v_r, averaged) turned by the training split's mean rotation:
+  a sharp average articulation. The Procrustes-aligned errors ignore the rotation, so its PA-J-PE
+  / PA-V-PE are what predicting no articulation at all scores: the yardstick of the PA errors;
 * `rest_hand`: the hand model's template (flat hand, identity rotation), root-relative.
-A model that does not beat both has not learned the task.
+A model that does not beat all three has not learned the task.
 """
 
 from __future__ import annotations
@@ -13,29 +18,55 @@ from typing import Any, Sequence
 
 import numpy as np
 
-BASELINE_NAMES = ("mean_hand", "rest_hand")
+BASELINE_NAMES = ("mean_hand", "mean_pose_hand", "rest_hand")
+
+
+def mean_rotation(rotations: np.ndarray) -> np.ndarray:
+    """The rotation closest (Frobenius) to the mean of [N, 3, 3] rotations: its polar factor."""
+    u, _, vt = np.linalg.svd(np.mean(rotations, axis=0))
+    return u @ np.diag([1.0, 1.0, np.linalg.det(u @ vt)]) @ vt
+
+
+def _labelled_picks(records: Sequence[dict[str, Any]], max_records: int, caller: str) -> list[dict[str, Any]]:
+    """Up to `max_records` evenly spread records that have 3D labels (``label_valid`` != 0)."""
+    count = len(records)
+    if count == 0:
+        raise ValueError(f"{caller} needs at least one record")
+    picks = np.unique(np.linspace(0, count - 1, min(count, max_records)).round().astype(np.int64))
+    chosen = [records[int(i)] for i in picks]
+    chosen = [r for r in chosen if "label_valid" not in r or int(r["label_valid"])]
+    if not chosen:
+        raise ValueError("no record with 3D labels (label_valid = 1) to average")
+    return chosen
+
+
+def _root_relative(record: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    joints = np.asarray(record["joints_cam_m"], np.float64)
+    return joints - joints[:1], np.asarray(record["verts_cam_m"], np.float64) - joints[:1]
 
 
 def training_mean_hand(records: Sequence[dict[str, Any]], max_records: int = 4000) -> tuple[np.ndarray, np.ndarray]:
     """(joints [21, 3], vertices [V, 3]) float64, the mean over up to `max_records` evenly spread
     records (``joints_cam_m``, ``verts_cam_m`` of data_loaders.records) of the root-relative hand.
     Records without 3D labels (``label_valid`` = 0) are skipped."""
-    count = len(records)
-    if count == 0:
-        raise ValueError("training_mean_hand needs at least one record")
-    picks = np.unique(np.linspace(0, count - 1, min(count, max_records)).round().astype(np.int64))
-    joints_sum, verts_sum, used = 0.0, 0.0, 0
-    for i in picks:
-        record = records[int(i)]
-        if "label_valid" in record and not int(record["label_valid"]):
-            continue
-        joints = np.asarray(record["joints_cam_m"], np.float64)
-        joints_sum = joints_sum + (joints - joints[:1])
-        verts_sum = verts_sum + (np.asarray(record["verts_cam_m"], np.float64) - joints[:1])
-        used += 1
-    if used == 0:
-        raise ValueError("no record with 3D labels (label_valid = 1) to average")
-    return joints_sum / used, verts_sum / used
+    hands = [_root_relative(r) for r in _labelled_picks(records, max_records, "training_mean_hand")]
+    return np.mean([j for j, _ in hands], 0), np.mean([v for _, v in hands], 0)
+
+
+def training_mean_pose_hand(records: Sequence[dict[str, Any]], max_records: int = 4000) -> tuple[np.ndarray, np.ndarray]:
+    """(joints [21, 3], vertices [V, 3]) float64: the mean canonical hand of up to `max_records`
+    evenly spread labelled records (root-relative, global rotation R = Rodrigues(pose[:3]) undone:
+    x R in row-vector form, as the pipeline's canonical targets), turned by the records' mean
+    rotation (the rotation nearest the mean matrix, its polar factor)."""
+    from scipy.spatial.transform import Rotation
+
+    chosen = _labelled_picks(records, max_records, "training_mean_pose_hand")
+    rotations = Rotation.from_rotvec(np.stack([np.asarray(r["pose"], np.float64)[:3] for r in chosen])).as_matrix()
+    hands = [_root_relative(r) for r in chosen]
+    joints_c = np.mean([j @ rot for (j, _), rot in zip(hands, rotations)], 0)
+    verts_c = np.mean([v @ rot for (_, v), rot in zip(hands, rotations)], 0)
+    mean_rot = mean_rotation(rotations)
+    return joints_c @ mean_rot.T, verts_c @ mean_rot.T
 
 
 def rest_hand(template_vertices_m: np.ndarray, joint_regressor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -86,6 +117,8 @@ def evaluate_baselines(constants: dict[str, tuple[np.ndarray, np.ndarray]], eval
 
 
 def baseline_constants(train_records, template_vertices_m, joint_regressor) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """{"mean_hand": training_mean_hand(train_records), "rest_hand": rest_hand(template)}."""
+    """{"mean_hand": training_mean_hand(train_records), "mean_pose_hand":
+    training_mean_pose_hand(train_records), "rest_hand": rest_hand(template)}."""
     return {"mean_hand": training_mean_hand(train_records),
+            "mean_pose_hand": training_mean_pose_hand(train_records),
             "rest_hand": rest_hand(template_vertices_m, joint_regressor)}

@@ -36,6 +36,9 @@ def smoothed(values: np.ndarray, window: int) -> np.ndarray:
     return (cumulative[1:] - cumulative[starts]) / (np.arange(1, len(values) + 1) - starts)
 
 
+_BASELINE_STYLES = {"mean_hand": "--", "mean_pose_hand": "-.", "rest_hand": ":"}
+
+
 def write_curves_png(workdir: str, baselines: dict | None = None, eval_label: str = "evaluation") -> str | None:
     """Writes `<workdir>/curves.png` (left: train loss terms, log scale, smoothed; right: the
     evaluation metrics in mm, with the constant-hand baselines' J-PE / PA-J-PE as dashed lines
@@ -77,7 +80,7 @@ def write_curves_png(workdir: str, baselines: dict | None = None, eval_label: st
             for key, colour in colours.items():
                 value = report["overall"].get(key)
                 if value is not None:
-                    ax_eval.axhline(value, ls="--" if name == "mean_hand" else ":", color=colour, lw=0.9,
+                    ax_eval.axhline(value, ls=_BASELINE_STYLES.get(name, ":"), color=colour, lw=0.9,
                                     label=f"{key}, constant {name.replace('_', ' ')}")
         ax_eval.set_yscale("log")
         ax_eval.set_xlabel("step")

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from experiments.baselines import mean_rotation
 from h2o_jax.ops import geodesic_distance, rot6d_to_rotmat
 
 
@@ -41,12 +42,6 @@ class PlainCNN(nn.Module):
                 x = nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9)(x))
         x = nn.relu(nn.Dense(256)(x.reshape(x.shape[0], -1)))
         return nn.Dense(6)(x), nn.Dense(42)(x).reshape(-1, 21, 2) + 0.5
-
-
-def mean_rotation(rotations: np.ndarray) -> np.ndarray:
-    """The rotation closest (Frobenius) to the mean of [N, 3, 3] rotations: its polar factor."""
-    u, _, vt = np.linalg.svd(np.mean(rotations, axis=0))
-    return u @ np.diag([1.0, 1.0, np.linalg.det(u @ vt)]) @ vt
 
 
 def rotation_errors(pred: np.ndarray, target: np.ndarray) -> dict[str, float]:

@@ -5,7 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from experiments.baselines import BaselineCollectors, evaluate_baselines, rest_hand, training_mean_hand
+from scipy.spatial.transform import Rotation
+
+from experiments.baselines import (
+    BaselineCollectors,
+    evaluate_baselines,
+    mean_rotation,
+    rest_hand,
+    training_mean_hand,
+    training_mean_pose_hand,
+)
 
 
 def _records(rng, count, num_vertices=30):
@@ -27,6 +36,38 @@ def test_training_mean_hand_is_the_mean_root_relative_hand_of_labelled_records()
     np.testing.assert_allclose(joints[0], 0.0)
     with pytest.raises(ValueError, match="label_valid"):
         training_mean_hand([dict(r, label_valid=np.int32(0)) for r in records])
+
+
+def test_training_mean_pose_hand_undoes_each_rotation_then_turns_by_the_mean_rotation():
+    rng = np.random.default_rng()
+    count, num_vertices = 10, 30
+    # Canonical hands (root at 0) and rotations drawn independently; records hold R v_c + root.
+    canonical_j = rng.normal(size=(count, 21, 3)) * 0.05
+    canonical_j[:, 0] = 0.0
+    canonical_v = rng.normal(size=(count, num_vertices, 3)) * 0.05
+    rotations = Rotation.random(count, random_state=int(rng.integers(1 << 31)))
+    matrices = rotations.as_matrix()
+    records = []
+    for i in range(count):
+        root = rng.normal(size=3) * 0.1 + [0, 0, 0.5]
+        pose = np.concatenate([rotations[i].as_rotvec(), rng.normal(size=45)])
+        records.append({"joints_cam_m": np.einsum("ij,pj->pi", matrices[i], canonical_j[i]) + root,
+                        "verts_cam_m": np.einsum("ij,pj->pi", matrices[i], canonical_v[i]) + root,
+                        "pose": pose.astype(np.float32), "label_valid": np.int32(i != 4)})
+    joints, verts = training_mean_pose_hand(records)
+    keep = np.arange(count) != 4
+    mean_rot = mean_rotation(matrices[keep])
+    # float32 poses: rotation entries to ~1e-7, positions of ~0.1 m to ~1e-8 m.
+    np.testing.assert_allclose(joints, canonical_j[keep].mean(0) @ mean_rot.T, atol=1e-6)
+    np.testing.assert_allclose(verts, canonical_v[keep].mean(0) @ mean_rot.T, atol=1e-6)
+    with pytest.raises(ValueError, match="label_valid"):
+        training_mean_pose_hand([dict(r, label_valid=np.int32(0)) for r in records])
+
+
+def test_mean_rotation_is_the_scipy_chordal_mean():
+    rng = np.random.default_rng()
+    spread = Rotation.from_rotvec(rng.normal(size=(20, 3)) * 0.5) * Rotation.random(random_state=int(rng.integers(1 << 31)))
+    np.testing.assert_allclose(mean_rotation(spread.as_matrix()), spread.mean().as_matrix(), atol=1e-9)
 
 
 def test_rest_hand_is_root_relative_template():

@@ -39,14 +39,14 @@ def test_main_job_validates_on_held_out_sequences_and_scores_test_once(tiny_data
     periodic = json.loads((workdir / "eval_4.json").read_text())
     # synthetic/tiny: 4 train sequences x 12 frames; the held-out one, every 4th sample -> 3.
     assert periodic["overall"]["num_samples"] == 3
-    assert set(periodic["baselines"]) == {"mean_hand", "rest_hand"}
+    assert set(periodic["baselines"]) == {"mean_hand", "mean_pose_hand", "rest_hand"}
     final = json.loads((workdir / "eval_test.json").read_text())
     assert final["split"] == "test" and final["num_labelled"] == 8
-    for name in ("mean_hand", "rest_hand"):
+    for name in ("mean_hand", "mean_pose_hand", "rest_hand"):
         report = final["baselines"][name]
         assert report["overall"]["num_samples"] == 8 and report["overall"]["j_pe_mm"] > 0
         assert sum(r["num_samples"] for r in report["by_occlusion"].values()) == 8
-    assert "constant mean hand" in out and "constant rest hand" in out
+    assert "constant mean hand" in out and "constant mean pose hand" in out and "constant rest hand" in out
     for picture in ("curves.png", "predictions.png"):
         image = cv2.imread(str(workdir / picture))
         assert image is not None and image.std() > 5, picture
