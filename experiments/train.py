@@ -185,7 +185,7 @@ def optim_config(config: ml_collections.ConfigDict) -> OptimConfig:
 
 def loss_config_from(config: ml_collections.ConfigDict) -> LossConfig:
     return LossConfig(stage=config.loss.stage, normal_weight=config.loss.normal_weight,
-                      rot_weight=config.loss.rot_weight)
+                      rot_weight=config.loss.rot_weight, mesh_weight=float(config.loss.get("mesh_weight", 1.0)))
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, train_source: Sequence[dict],
@@ -415,7 +415,7 @@ def _load_config_flags(argv):
             raise UserError(f"bad config or flags: {key[2:]}: {err}") from None
     try:  # the network and loss settings, checked here so that a typo is a one-line error
         model_config_from(config)
-        LossConfig(stage=config.loss.stage)
+        loss_config_from(config)
     except (ValueError, TypeError) as err:
         raise UserError(f"bad config or flags: {err}") from None
     return config, args.workdir, args.stop_after_steps

@@ -120,6 +120,9 @@ class LossConfig:
       stage: 1 (mesh branch, classifier, offset head; no rotated terms) or 2 (all terms).
       normal_weight: weight of the normal-vector loss (0.1).
       rot_weight: weight of the global-rotation L2 loss (1.0).
+      mesh_weight: multiplies every mesh term (vertices, joints, normals and edges, canonical and
+        rotated; 1.0 = official). Not official: the mesh terms are L1 in metres, so in the shared
+        encoder their gradient is ~30x smaller than the 2D-joint term's (issue 13).
       rotated_shape_losses: stage 2 also applies normal/edge losses to the rotated mesh.
       frame_reduction: "mean" over the B*T rows (official) or "sum" over frames (paper).
     """
@@ -127,9 +130,14 @@ class LossConfig:
     stage: Literal[1, 2] = 1
     normal_weight: float = 0.1
     rot_weight: float = 1.0
+    mesh_weight: float = 1.0
     rotated_shape_losses: bool = True
     frame_reduction: Literal["mean", "sum"] = "mean"
 
     def __post_init__(self) -> None:
         if self.stage not in (1, 2):
             raise ValueError(f"stage must be 1 or 2, got {self.stage}")
+        for name in ("normal_weight", "rot_weight", "mesh_weight"):
+            weight = getattr(self, name)
+            if not (isinstance(weight, (int, float)) and 0.0 <= weight < float("inf")):
+                raise ValueError(f"{name} must be a finite number >= 0, got {weight!r}")

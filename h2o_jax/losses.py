@@ -99,12 +99,13 @@ def h2onet_loss(
 
     sliced = {k: batch[k][:, :num_frames] for k in
               ("verts_c_m", "joints_c_m", "verts_r_m", "joints_r_m", "rot_mat", "joints_img")}
+    mesh = config.mesh_weight
     terms = {
-        "verts_wo_gr_loss": reduce(l1_per_row(outputs["verts_c_m"], sliced["verts_c_m"])),
-        "joints_wo_gr_loss": reduce(l1_per_row(outputs["joints_c_m"], sliced["joints_c_m"])),
-        "normal_wo_gr_loss": config.normal_weight
+        "verts_wo_gr_loss": mesh * reduce(l1_per_row(outputs["verts_c_m"], sliced["verts_c_m"])),
+        "joints_wo_gr_loss": mesh * reduce(l1_per_row(outputs["joints_c_m"], sliced["joints_c_m"])),
+        "normal_wo_gr_loss": mesh * config.normal_weight
         * reduce(normal_per_row(outputs["verts_c_m"], sliced["verts_c_m"], faces)),
-        "edge_wo_gr_loss": reduce(edge_per_row(outputs["verts_c_m"], sliced["verts_c_m"], faces)),
+        "edge_wo_gr_loss": mesh * reduce(edge_per_row(outputs["verts_c_m"], sliced["verts_c_m"], faces)),
         "joint_img_loss": reduce(l1_per_row(outputs["uv"], sliced["joints_img"])),
     }
     if multi_frame and "occ_logits" in outputs:
@@ -112,13 +113,13 @@ def h2onet_loss(
         terms["occ_loss"] = reduce(
             occlusion_ce_per_row(outputs["occ_logits"], batch["occ_labels"][:, :num_frames]), label_weights)
     if config.stage == 2:
-        terms["verts_w_gr_loss"] = reduce(l1_per_row(outputs["verts_r_m"], sliced["verts_r_m"]))
-        terms["joints_w_gr_loss"] = reduce(l1_per_row(outputs["joints_r_m"], sliced["joints_r_m"]))
+        terms["verts_w_gr_loss"] = mesh * reduce(l1_per_row(outputs["verts_r_m"], sliced["verts_r_m"]))
+        terms["joints_w_gr_loss"] = mesh * reduce(l1_per_row(outputs["joints_r_m"], sliced["joints_r_m"]))
         terms["glob_rot_loss"] = config.rot_weight * reduce(
             jnp.mean(((outputs["rot_mat"] - sliced["rot_mat"]) ** 2).reshape(*row_weights.shape, 9), -1))
         if multi_frame and config.rotated_shape_losses:
-            terms["normal_w_gr_loss"] = config.normal_weight * reduce(
+            terms["normal_w_gr_loss"] = mesh * config.normal_weight * reduce(
                 normal_per_row(outputs["verts_r_m"], sliced["verts_r_m"], faces))
-            terms["edge_w_gr_loss"] = reduce(edge_per_row(outputs["verts_r_m"], sliced["verts_r_m"], faces))
+            terms["edge_w_gr_loss"] = mesh * reduce(edge_per_row(outputs["verts_r_m"], sliced["verts_r_m"], faces))
     terms["total"] = sum(terms.values())
     return terms

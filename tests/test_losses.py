@@ -100,6 +100,34 @@ def test_total_loss_terms_weights_and_stages():
     np.testing.assert_allclose(summed["verts_wo_gr_loss"], 3 * stage1["verts_wo_gr_loss"], rtol=1e-6)
 
 
+def test_mesh_weight_scales_every_mesh_term_and_nothing_else():
+    rng = np.random.default_rng()
+    outputs, targets, faces = make_case(rng)
+    weight = float(rng.uniform(2.0, 50.0))
+    l1 = lambda a, b: np.mean(np.abs(np.asarray(a, np.float64) - b))  # noqa: E731
+    plain = h2onet_loss(outputs, targets, faces, LossConfig(stage=2), multi_frame=True)
+    weighted = h2onet_loss(outputs, targets, faces, LossConfig(stage=2, mesh_weight=weight), multi_frame=True)
+    mesh_terms = {"verts_wo_gr_loss", "joints_wo_gr_loss", "normal_wo_gr_loss", "edge_wo_gr_loss",
+                  "verts_w_gr_loss", "joints_w_gr_loss", "normal_w_gr_loss", "edge_w_gr_loss"}
+    assert mesh_terms < set(weighted)
+    # Independent reference for two of them, the rest relative to the official weighting.
+    np.testing.assert_allclose(weighted["verts_w_gr_loss"], weight * l1(outputs["verts_r_m"], targets["verts_r_m"]),
+                               rtol=1e-5)
+    np.testing.assert_allclose(weighted["edge_wo_gr_loss"],
+                               weight * numpy_edge(outputs["verts_c_m"], targets["verts_c_m"], faces).mean(), rtol=1e-5)
+    for name in set(plain) - {"total"}:
+        expected = plain[name] * (weight if name in mesh_terms else 1.0)
+        np.testing.assert_allclose(weighted[name], expected, rtol=1e-6, err_msg=name)
+    np.testing.assert_allclose(weighted["total"], sum(v for k, v in weighted.items() if k != "total"), rtol=1e-6)
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf")])
+def test_loss_weights_must_be_finite_and_non_negative(bad):
+    for name in ("mesh_weight", "rot_weight", "normal_weight"):
+        with pytest.raises(ValueError, match=name):
+            LossConfig(**{name: bad})
+
+
 def test_masks_drop_padded_samples_and_missing_labels():
     rng = np.random.default_rng(5)
     outputs, targets, faces = make_case(rng)

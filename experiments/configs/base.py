@@ -23,7 +23,8 @@ def base_config() -> ml_collections.ConfigDict:
         val_sequences=0,         # > 0: hold out that many train sequences for the periodic evaluation
                                  # (curves, best checkpoint); the test split is scored once at the end
     ))
-    config.loss = ml_collections.ConfigDict(dict(stage=1, normal_weight=0.1, rot_weight=1.0))
+    config.loss = ml_collections.ConfigDict(dict(stage=1, normal_weight=0.1, rot_weight=1.0,
+                                                  mesh_weight=1.0))  # not official when != 1 (LossConfig)
     config.optim = ml_collections.ConfigDict(dict(
         learning_rate=1e-4, milestones_epochs=(10, 20), decay=0.1, grad_clip_norm=0.1,
         schedule="multistep",    # or "cosine": linear warm-up, cosine decay over train.num_steps
