@@ -27,7 +27,7 @@ def mean_rotation(rotations: np.ndarray) -> np.ndarray:
     return u @ np.diag([1.0, 1.0, np.linalg.det(u @ vt)]) @ vt
 
 
-def _labelled_picks(records: Sequence[dict[str, Any]], max_records: int, caller: str) -> list[dict[str, Any]]:
+def labelled_picks(records: Sequence[dict[str, Any]], max_records: int, caller: str) -> list[dict[str, Any]]:
     """Up to `max_records` evenly spread records that have 3D labels (``label_valid`` != 0)."""
     count = len(records)
     if count == 0:
@@ -49,23 +49,30 @@ def training_mean_hand(records: Sequence[dict[str, Any]], max_records: int = 400
     """(joints [21, 3], vertices [V, 3]) float64, the mean over up to `max_records` evenly spread
     records (``joints_cam_m``, ``verts_cam_m`` of data_loaders.records) of the root-relative hand.
     Records without 3D labels (``label_valid`` = 0) are skipped."""
-    hands = [_root_relative(r) for r in _labelled_picks(records, max_records, "training_mean_hand")]
+    hands = [_root_relative(r) for r in labelled_picks(records, max_records, "training_mean_hand")]
     return np.mean([j for j, _ in hands], 0), np.mean([v for _, v in hands], 0)
 
 
-def training_mean_pose_hand(records: Sequence[dict[str, Any]], max_records: int = 4000) -> tuple[np.ndarray, np.ndarray]:
-    """(joints [21, 3], vertices [V, 3]) float64: the mean canonical hand of up to `max_records`
-    evenly spread labelled records (root-relative, global rotation R = Rodrigues(pose[:3]) undone:
-    x R in row-vector form, as the pipeline's canonical targets), turned by the records' mean
-    rotation (the rotation nearest the mean matrix, its polar factor)."""
+def training_mean_canonical_hand(records: Sequence[dict[str, Any]], max_records: int = 4000
+                                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(joints [21, 3], vertices [V, 3], rotation [3, 3]) float64: the mean canonical hand of up
+    to `max_records` evenly spread labelled records (root-relative, global rotation
+    R = Rodrigues(pose[:3]) undone: x R in row-vector form, as the pipeline's canonical targets)
+    and the records' mean rotation (`mean_rotation`)."""
     from scipy.spatial.transform import Rotation
 
-    chosen = _labelled_picks(records, max_records, "training_mean_pose_hand")
+    chosen = labelled_picks(records, max_records, "training_mean_canonical_hand")
     rotations = Rotation.from_rotvec(np.stack([np.asarray(r["pose"], np.float64)[:3] for r in chosen])).as_matrix()
     hands = [_root_relative(r) for r in chosen]
     joints_c = np.mean([j @ rot for (j, _), rot in zip(hands, rotations)], 0)
     verts_c = np.mean([v @ rot for (_, v), rot in zip(hands, rotations)], 0)
-    mean_rot = mean_rotation(rotations)
+    return joints_c, verts_c, mean_rotation(rotations)
+
+
+def training_mean_pose_hand(records: Sequence[dict[str, Any]], max_records: int = 4000) -> tuple[np.ndarray, np.ndarray]:
+    """(joints [21, 3], vertices [V, 3]) float64: `training_mean_canonical_hand` turned by the
+    records' mean rotation."""
+    joints_c, verts_c, mean_rot = training_mean_canonical_hand(records, max_records)
     return joints_c @ mean_rot.T, verts_c @ mean_rot.T
 
 
