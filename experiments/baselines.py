@@ -27,30 +27,57 @@ def mean_rotation(rotations: np.ndarray) -> np.ndarray:
     return u @ np.diag([1.0, 1.0, np.linalg.det(u @ vt)]) @ vt
 
 
-def labelled_picks(records: Sequence[dict[str, Any]], max_records: int, caller: str) -> list[dict[str, Any]]:
-    """Up to `max_records` evenly spread records that have 3D labels (``label_valid`` != 0)."""
+def labelled_arrays(records: Sequence[dict[str, Any]], keys: Sequence[str], max_records: int = 4000,
+                    caller: str = "labelled_arrays") -> dict[str, np.ndarray]:
+    """{key: float64 [N, ...]} stacked over up to `max_records` evenly spread records that have 3D
+    labels (``label_valid`` != 0). One read per record; only the named arrays are kept (not the
+    images)."""
     count = len(records)
     if count == 0:
         raise ValueError(f"{caller} needs at least one record")
     picks = np.unique(np.linspace(0, count - 1, min(count, max_records)).round().astype(np.int64))
-    chosen = [records[int(i)] for i in picks]
-    chosen = [r for r in chosen if "label_valid" not in r or int(r["label_valid"])]
-    if not chosen:
+    stacked: dict[str, list] = {key: [] for key in keys}
+    for i in picks:
+        record = records[int(i)]
+        if "label_valid" in record and not int(record["label_valid"]):
+            continue
+        for key in keys:
+            stacked[key].append(np.asarray(record[key], np.float64))
+    if not stacked[keys[0]]:
         raise ValueError("no record with 3D labels (label_valid = 1) to average")
-    return chosen
+    return {key: np.stack(values) for key, values in stacked.items()}
 
 
-def _root_relative(record: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    joints = np.asarray(record["joints_cam_m"], np.float64)
-    return joints - joints[:1], np.asarray(record["verts_cam_m"], np.float64) - joints[:1]
+HAND_LABEL_KEYS = ("joints_cam_m", "verts_cam_m", "pose")
+
+
+def _mean_hand(labels: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    root = labels["joints_cam_m"][:, :1]
+    return np.mean(labels["joints_cam_m"] - root, 0), np.mean(labels["verts_cam_m"] - root, 0)
+
+
+def mean_canonical_hand_of(labels: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`training_mean_canonical_hand` of `labelled_arrays(records, HAND_LABEL_KEYS)`."""
+    from scipy.spatial.transform import Rotation
+
+    rotations = Rotation.from_rotvec(labels["pose"][:, :3]).as_matrix()
+    root = labels["joints_cam_m"][:, :1]
+    # Row vectors: R^T x is x R.
+    joints_c = np.mean(np.einsum("npk,nkj->npj", labels["joints_cam_m"] - root, rotations), 0)
+    verts_c = np.mean(np.einsum("npk,nkj->npj", labels["verts_cam_m"] - root, rotations), 0)
+    return joints_c, verts_c, mean_rotation(rotations)
+
+
+def _mean_pose_hand(labels: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    joints_c, verts_c, mean_rot = mean_canonical_hand_of(labels)
+    return joints_c @ mean_rot.T, verts_c @ mean_rot.T
 
 
 def training_mean_hand(records: Sequence[dict[str, Any]], max_records: int = 4000) -> tuple[np.ndarray, np.ndarray]:
     """(joints [21, 3], vertices [V, 3]) float64, the mean over up to `max_records` evenly spread
     records (``joints_cam_m``, ``verts_cam_m`` of data_loaders.records) of the root-relative hand.
     Records without 3D labels (``label_valid`` = 0) are skipped."""
-    hands = [_root_relative(r) for r in labelled_picks(records, max_records, "training_mean_hand")]
-    return np.mean([j for j, _ in hands], 0), np.mean([v for _, v in hands], 0)
+    return _mean_hand(labelled_arrays(records, HAND_LABEL_KEYS[:2], max_records, "training_mean_hand"))
 
 
 def training_mean_canonical_hand(records: Sequence[dict[str, Any]], max_records: int = 4000
@@ -59,21 +86,13 @@ def training_mean_canonical_hand(records: Sequence[dict[str, Any]], max_records:
     to `max_records` evenly spread labelled records (root-relative, global rotation
     R = Rodrigues(pose[:3]) undone: x R in row-vector form, as the pipeline's canonical targets)
     and the records' mean rotation (`mean_rotation`)."""
-    from scipy.spatial.transform import Rotation
-
-    chosen = labelled_picks(records, max_records, "training_mean_canonical_hand")
-    rotations = Rotation.from_rotvec(np.stack([np.asarray(r["pose"], np.float64)[:3] for r in chosen])).as_matrix()
-    hands = [_root_relative(r) for r in chosen]
-    joints_c = np.mean([j @ rot for (j, _), rot in zip(hands, rotations)], 0)
-    verts_c = np.mean([v @ rot for (_, v), rot in zip(hands, rotations)], 0)
-    return joints_c, verts_c, mean_rotation(rotations)
+    return mean_canonical_hand_of(labelled_arrays(records, HAND_LABEL_KEYS, max_records, "training_mean_canonical_hand"))
 
 
 def training_mean_pose_hand(records: Sequence[dict[str, Any]], max_records: int = 4000) -> tuple[np.ndarray, np.ndarray]:
     """(joints [21, 3], vertices [V, 3]) float64: `training_mean_canonical_hand` turned by the
     records' mean rotation."""
-    joints_c, verts_c, mean_rot = training_mean_canonical_hand(records, max_records)
-    return joints_c @ mean_rot.T, verts_c @ mean_rot.T
+    return _mean_pose_hand(labelled_arrays(records, HAND_LABEL_KEYS, max_records, "training_mean_pose_hand"))
 
 
 def rest_hand(template_vertices_m: np.ndarray, joint_regressor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -125,7 +144,7 @@ def evaluate_baselines(constants: dict[str, tuple[np.ndarray, np.ndarray]], eval
 
 def baseline_constants(train_records, template_vertices_m, joint_regressor) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """{"mean_hand": training_mean_hand(train_records), "mean_pose_hand":
-    training_mean_pose_hand(train_records), "rest_hand": rest_hand(template)}."""
-    return {"mean_hand": training_mean_hand(train_records),
-            "mean_pose_hand": training_mean_pose_hand(train_records),
+    training_mean_pose_hand(train_records), "rest_hand": rest_hand(template)}, the records read once."""
+    labels = labelled_arrays(train_records, HAND_LABEL_KEYS, caller="baseline_constants")
+    return {"mean_hand": _mean_hand(labels), "mean_pose_hand": _mean_pose_hand(labels),
             "rest_hand": rest_hand(template_vertices_m, joint_regressor)}

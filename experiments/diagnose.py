@@ -53,10 +53,10 @@ def mean_distance_mm(pred_m: np.ndarray, target_m: np.ndarray) -> float:
 
 
 def mean_angle_deg(pred_rot: np.ndarray, target_rot: np.ndarray) -> float:
-    """Mean geodesic angle between [N, 3, 3] rotations, in degrees."""
-    relative = np.einsum("nji,njk->nik", np.asarray(pred_rot, np.float64), np.asarray(target_rot, np.float64))
-    cosine = np.clip((np.trace(relative, axis1=1, axis2=2) - 1.0) / 2.0, -1.0, 1.0)
-    return float(np.degrees(np.mean(np.arccos(cosine))))
+    """Mean geodesic angle between [N, 3, 3] rotations (`h2o_jax.ops.geodesic_distance`), in degrees."""
+    from h2o_jax.ops import geodesic_distance
+
+    return float(np.degrees(np.mean(np.asarray(geodesic_distance(pred_rot, target_rot), np.float64))))
 
 
 def activation_stats(pre_activations: np.ndarray) -> dict[str, float]:
@@ -73,13 +73,13 @@ def activation_stats(pre_activations: np.ndarray) -> dict[str, float]:
 def training_constants(records) -> dict[str, np.ndarray]:
     """The constant predictions the diagnostics compare with, from training records: the mean
     canonical vertices [V, 3], the mean rotation [3, 3] and the mean 2D joints [21, 2] (crop-
-    normalised), each over up to 4000 evenly spread labelled records."""
-    from experiments.baselines import labelled_picks, training_mean_canonical_hand
+    normalised), each over up to 4000 evenly spread labelled records (read once)."""
+    from experiments.baselines import HAND_LABEL_KEYS, labelled_arrays, mean_canonical_hand_of
 
-    _, verts_c, rotation = training_mean_canonical_hand(records)
-    picks = labelled_picks(records, 4000, "training_constants")
-    joints_2d = np.mean([np.asarray(r["joints_img_px"], np.float64) for r in picks], 0) / CROP_SIZE_PX
-    return {"verts_c_m": verts_c, "rot_mat": rotation, "joints_img": joints_2d}
+    labels = labelled_arrays(records, HAND_LABEL_KEYS + ("joints_img_px",), caller="training_constants")
+    _, verts_c, rotation = mean_canonical_hand_of(labels)
+    return {"verts_c_m": verts_c, "rot_mat": rotation,
+            "joints_img": np.mean(labels["joints_img_px"], 0) / CROP_SIZE_PX}
 
 
 _DECODER_LAYER = re.compile(r"de_layer_\d+")  # the spiral layers, not de_layer_conv

@@ -9,6 +9,7 @@ from scipy.spatial.transform import Rotation
 
 from experiments.baselines import (
     BaselineCollectors,
+    baseline_constants,
     evaluate_baselines,
     mean_rotation,
     rest_hand,
@@ -62,6 +63,27 @@ def test_training_mean_pose_hand_undoes_each_rotation_then_turns_by_the_mean_rot
     np.testing.assert_allclose(verts, canonical_v[keep].mean(0) @ mean_rot.T, atol=1e-6)
     with pytest.raises(ValueError, match="label_valid"):
         training_mean_pose_hand([dict(r, label_valid=np.int32(0)) for r in records])
+
+
+def test_baseline_constants_read_each_record_once_and_equal_the_separate_means():
+    rng = np.random.default_rng()
+    records = [dict(r, pose=np.concatenate([Rotation.random(random_state=int(rng.integers(1 << 31))).as_rotvec(),
+                                            np.zeros(45)]).astype(np.float32)) for r in _records(rng, 9)]
+    reads = []
+
+    class Counting(list):
+        def __getitem__(self, i):
+            reads.append(i)
+            return list.__getitem__(self, i)
+
+    template, regressor = rng.normal(size=(30, 3)), rng.dirichlet(np.ones(30), size=21)
+    constants = baseline_constants(Counting(records), template, regressor)
+    assert sorted(reads) == list(range(9))
+    for got, expected in ((constants["mean_hand"], training_mean_hand(records)),
+                          (constants["mean_pose_hand"], training_mean_pose_hand(records)),
+                          (constants["rest_hand"], rest_hand(template, regressor))):
+        for a, b in zip(got, expected):
+            np.testing.assert_allclose(a, b, atol=1e-12)
 
 
 def test_mean_rotation_is_the_scipy_chordal_mean():

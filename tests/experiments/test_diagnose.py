@@ -25,7 +25,8 @@ def test_spread_distance_and_angle_match_references():
         np.mean(np.sqrt(((points - other) ** 2).sum(-1))) * 1000, rel=1e-12)
     a, b = Rotation.random(9, random_state=int(rng.integers(1 << 31))), Rotation.random(9, random_state=int(rng.integers(1 << 31)))
     expected = np.degrees(np.mean((a.inv() * b).magnitude()))
-    assert diagnose.mean_angle_deg(a.as_matrix(), b.as_matrix()) == pytest.approx(expected, rel=1e-9)
+    # float32 (h2o_jax.ops.geodesic_distance): about 1e-5 degrees.
+    assert diagnose.mean_angle_deg(a.as_matrix(), b.as_matrix()) == pytest.approx(expected, abs=1e-3)
 
 
 def test_activation_stats_by_hand():
@@ -48,7 +49,7 @@ def test_diagnose_tells_a_constant_from_a_perfect_prediction():
                                  "uv": targets["joints_img"]}, targets, constants)
     assert perfect["articulation"]["pred_spread_mm"] == pytest.approx(perfect["articulation"]["target_spread_mm"])
     assert perfect["articulation"]["canonical_error_mm"] == 0.0
-    assert perfect["rotation"]["angle_deg"] == pytest.approx(0.0, abs=1e-5)
+    assert perfect["rotation"]["angle_deg"] == pytest.approx(0.0, abs=1e-3)
     assert perfect["joints_2d"]["l1"] == 0.0
     constant = diagnose.diagnose({"verts_c_m": np.broadcast_to(constants["verts_c_m"], (n, 20, 3)),
                                   "rot_mat": np.broadcast_to(np.eye(3), (n, 3, 3)),
@@ -80,6 +81,19 @@ def test_diagnosis_of_a_run_end_to_end(tmp_path, records, variant):  # noqa: F81
     _, mean_verts_c, _ = training_mean_canonical_hand(train_records)
     expected = np.mean(np.linalg.norm(mean_verts_c[None] - verts_c, axis=-1)) * 1000
     assert report["articulation"]["constant_canonical_error_mm"] == pytest.approx(expected, rel=1e-9)
+    # The predictions: frame 0 of the network's own forward on the same images.
+    from experiments.common import restore_run
+
+    _, model, variables, _ = restore_run(workdir)
+    images = np.stack([source[i]["image"][:model.config.num_frames] for i in range(5)])
+    outputs = model.apply(variables, images, train=False, all_frames=False)
+    pred = np.asarray(outputs["verts_c_m"][:, 0], np.float64)
+    assert report["articulation"]["pred_spread_mm"] == pytest.approx(pred.std(0).mean() * 1000, rel=1e-4)
+    assert report["articulation"]["canonical_error_mm"] == pytest.approx(
+        np.mean(np.linalg.norm(pred - verts_c, axis=-1)) * 1000, rel=1e-4)
+    uv = np.asarray(outputs["uv"][:, 0], np.float64)
+    target_uv = np.stack([source[i]["joints_img"][0] for i in range(5)])
+    assert report["joints_2d"]["l1"] == pytest.approx(np.mean(np.abs(uv - target_uv)), rel=1e-4)
     # The four spiral layers of the decoder, coarse to fine, with fractions in [0, 1].
     assert list(report["decoder"]) == [f"de_layer_{i}" for i in range(4)]
     for stats in report["decoder"].values():
