@@ -188,6 +188,14 @@ def loss_config_from(config: ml_collections.ConfigDict) -> LossConfig:
                       rot_weight=config.loss.rot_weight, mesh_weight=float(config.loss.get("mesh_weight", 1.0)))
 
 
+def selection_score(overall: dict, loss_stage: int) -> float:
+    """The best checkpoint's criterion (lower is better), in mm: PA-J-PE + PA-V-PE when only the
+    canonical mesh is trained (stage 1: the rotation is untrained, its errors noise), plus
+    J-PE + V-PE when the rotation is trained too (stage 2), so that the rotation counts."""
+    score = overall["pa_j_pe_mm"] + overall["pa_v_pe_mm"]
+    return score if loss_stage == 1 else score + overall["j_pe_mm"] + overall["v_pe_mm"]
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, train_source: Sequence[dict],
                        eval_source: Sequence[dict] | None = None, stop_after_steps: int | None = None) -> TrainState:
     """Trains `config.train.num_steps` steps (resuming from `workdir` if it holds checkpoints).
@@ -270,8 +278,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, train_so
                 if eval_source is not None and every(step, config.train.eval_every, total):
                     results = evaluate(predict, state, eval_source, config.data.batch_size, mesh)
                     writer.write_scalars(step, results["overall"], split="eval")
-                    score = results["overall"]["pa_j_pe_mm"] + results["overall"]["pa_v_pe_mm"]
-                    checkpoints.save_best(step, state, score)
+                    checkpoints.save_best(step, state, selection_score(results["overall"], loss_config.stage))
                     if baselines is not None:
                         results["baselines"] = baselines
                     with open(os.path.join(workdir, f"eval_{step}.json"), "w", encoding="utf-8") as f:

@@ -88,21 +88,36 @@ class PointwiseConv(nn.Module):
         return jnp.dot(x.astype(self.dtype), kernel[0, 0].astype(self.dtype))
 
 
-class DepthwiseConv3x3(nn.Module):
-    """Depthwise 3x3 conv, stride 1, zero padding 1, no bias; kernel [3, 3, 1, C] as nn.Conv.
+def _shift_w(x: jax.Array, offset: int) -> jax.Array:
+    """y[:, :, w] = x[:, :, w + offset] for offset in {-1, 0, 1}, zero outside the image."""
+    if offset == 0:
+        return x
+    zeros = jnp.zeros_like(x[:, :, :1])
+    return jnp.concatenate([x[:, :, 1:], zeros], 2) if offset > 0 else jnp.concatenate([zeros, x[:, :, :-1]], 2)
 
-    Written as nine shifted multiply-adds: the same arithmetic as a grouped convolution, but
-    XLA on CPU runs grouped convolutions several times slower than these fused elementwise ops.
+
+def _shift_h(x: jax.Array, offset: int) -> jax.Array:
+    """y[:, h] = x[:, h + offset] for offset in {-1, 0, 1}, zero outside the image."""
+    if offset == 0:
+        return x
+    zeros = jnp.zeros_like(x[:, :1])
+    return jnp.concatenate([x[:, 1:], zeros], 1) if offset > 0 else jnp.concatenate([zeros, x[:, :-1]], 1)
+
+
+def depthwise_conv3x3(x: jax.Array, kernel: jax.Array, for_training: bool = False) -> jax.Array:
+    """Depthwise 3x3 cross-correlation, stride 1, zero padding 1: x [N, H, W, C], kernel
+    [3, 3, 1, C] (nn.Conv's layout) -> [N, H, W, C].
+
+    The same products as a grouped convolution, which XLA on CPU runs several times slower, in
+    one of two summation orders (equal to float32 rounding), whichever is faster on this CPU
+    (BENCHMARKS.md, "Depthwise convolution for training"):
+    - inference: nine shifted slices of the padded input, one fused loop;
+    - `for_training`: three column shifts, weighted and summed per kernel row, then the three
+      row sums shifted by rows. Its backward pass is about 1.3x faster for the whole train step:
+      autodiff of the nine slices keeps each slice as a residual, copied out by a slow pad-slice
+      loop.
     """
-
-    dtype: Any = jnp.float32
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        channels = x.shape[-1]
-        kernel = self.param("kernel", torch_default_init, (3, 3, 1, channels), jnp.float32)
-        x = x.astype(self.dtype)
-        kernel = kernel.astype(self.dtype)
+    if not for_training:
         height, width = x.shape[1:3]
         padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
         out = jnp.zeros_like(x)
@@ -110,6 +125,26 @@ class DepthwiseConv3x3(nn.Module):
             for dx in range(3):
                 out = out + padded[:, dy:dy + height, dx:dx + width, :] * kernel[dy, dx, 0]
         return out
+    columns = [_shift_w(x, offset) for offset in (-1, 0, 1)]
+    out = None
+    for dy in range(3):
+        row = columns[0] * kernel[dy, 0, 0] + columns[1] * kernel[dy, 1, 0] + columns[2] * kernel[dy, 2, 0]
+        row = _shift_h(row, dy - 1)
+        out = row if out is None else out + row
+    return out
+
+
+class DepthwiseConv3x3(nn.Module):
+    """Depthwise 3x3 conv, stride 1, zero padding 1, no bias; kernel [3, 3, 1, C] as nn.Conv
+    (computed by `depthwise_conv3x3`, in its training form when `train`)."""
+
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        channels = x.shape[-1]
+        kernel = self.param("kernel", torch_default_init, (3, 3, 1, channels), jnp.float32)
+        return depthwise_conv3x3(x.astype(self.dtype), kernel.astype(self.dtype), for_training=train)
 
 
 class ConvBN(nn.Module):
@@ -127,7 +162,7 @@ class ConvBN(nn.Module):
         pad = self.kernel_size // 2
         depthwise = self.groups == x.shape[-1] == self.features and self.kernel_size == 3
         if depthwise and self.stride == 1:
-            x = DepthwiseConv3x3(self.dtype, name="conv")(x)
+            x = DepthwiseConv3x3(self.dtype, name="conv")(x, train)
             x = batch_norm(train, "bn")(x.astype(jnp.float32))
             return nn.relu(x) if self.relu else x
         if self.kernel_size == 1 and self.stride == 1 and self.groups == 1:

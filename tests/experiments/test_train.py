@@ -248,3 +248,13 @@ def test_single_frame_stage_runs_first_and_starts_the_run(tmp_path, monkeypatch)
     config.train.init_from = "elsewhere"
     with pytest.raises(train.UserError, match="init_from and train.single_frame_steps"):
         train.train_in_stages(config, workdir, [], None)
+
+
+def test_the_best_checkpoint_counts_the_rotation_only_when_it_is_trained():
+    overall = {"pa_j_pe_mm": 9.0, "pa_v_pe_mm": 8.0, "j_pe_mm": 50.0, "v_pe_mm": 45.0}
+    assert train.selection_score(overall, loss_stage=1) == 17.0
+    assert train.selection_score(overall, loss_stage=2) == 112.0
+    # Stage 2: a run whose PA errors are a little worse but whose rotation is much better wins.
+    better_rotation = dict(overall, pa_j_pe_mm=9.5, j_pe_mm=40.0, v_pe_mm=36.0)
+    assert train.selection_score(better_rotation, 2) < train.selection_score(overall, 2)
+    assert train.selection_score(better_rotation, 1) > train.selection_score(overall, 1)

@@ -9,6 +9,7 @@ import pytest
 from h2o_jax.nn.decoder import SpiralConv
 from h2o_jax.nn.layers import (
     DepthwiseConv3x3,
+    depthwise_conv3x3,
     PointwiseConv,
     grid_sample_align_corners,
     reorg,
@@ -75,17 +76,52 @@ def test_grid_sample_matches_bilinear_reference():
     assert np.isfinite(np.asarray(grad)).all()
 
 
-def test_depthwise_conv_equals_grouped_lax_conv():
-    rng = np.random.default_rng(3)
-    x = rng.normal(size=(2, 7, 6, 4)).astype(np.float32)
+def _depthwise_reference_f64(x, kernel):
+    """Direct float64 loop: out[n, h, w, c] = sum_dy,dx xpad[n, h + dy, w + dx, c] k[dy, dx, 0, c]."""
+    x, kernel = np.asarray(x, np.float64), np.asarray(kernel, np.float64)
+    height, width = x.shape[1:3]
+    padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    out = np.zeros_like(x)
+    for dy in range(3):
+        for dx in range(3):
+            out += padded[:, dy:dy + height, dx:dx + width, :] * kernel[dy, dx, 0]
+    return out
+
+
+@pytest.mark.parametrize("for_training", [False, True])
+@pytest.mark.parametrize("shape", [(2, 7, 6, 4), (3, 1, 5, 2), (1, 4, 1, 3)])
+def test_depthwise_conv_equals_a_float64_loop_and_grouped_lax_conv(shape, for_training):
+    """Output against a float64 loop and XLA's grouped convolution (edges included, images one
+    pixel high or wide); gradients of input and kernel against the float64 adjoint."""
+    rng = np.random.default_rng(sum(shape))
+    x = rng.normal(size=shape).astype(np.float32)
     module = DepthwiseConv3x3()
     params = module.init(jax.random.key(0), x)
-    got = jax.jit(module.apply)(params, x)
-    kernel = params["params"]["kernel"]  # [3, 3, 1, C], the nn.Conv layout of a depthwise conv
-    expected = jax.lax.conv_general_dilated(
+    kernel = np.asarray(params["params"]["kernel"])  # [3, 3, 1, C], the nn.Conv layout
+    got = jax.jit(module.apply, static_argnums=2)(params, x, for_training)
+    np.testing.assert_allclose(got, _depthwise_reference_f64(x, kernel), rtol=1e-5, atol=1e-6)
+    grouped = jax.lax.conv_general_dilated(
         x, kernel, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC"),
-        feature_group_count=4, precision=jax.lax.Precision.HIGHEST)
-    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+        feature_group_count=shape[-1], precision=jax.lax.Precision.HIGHEST)
+    np.testing.assert_allclose(got, grouped, rtol=1e-5, atol=1e-6)
+
+    # loss = sum(out * weights): d/dx is the correlation's adjoint, d/dk a sum of shifted products.
+    weights = rng.normal(size=shape)
+    grad_x, grad_k = jax.jit(jax.grad(lambda xx, kk: jnp.sum(depthwise_conv3x3(xx, kk, for_training) * weights), (0, 1)))(
+        jnp.asarray(x), jnp.asarray(kernel))
+    height, width = shape[1:3]
+    padded_x = np.pad(x.astype(np.float64), ((0, 0), (1, 1), (1, 1), (0, 0)))
+    expected_k = np.zeros((3, 3, 1, shape[-1]))
+    expected_padded_grad = np.zeros_like(padded_x)
+    for dy in range(3):
+        for dx in range(3):
+            expected_k[dy, dx, 0] = np.sum(padded_x[:, dy:dy + height, dx:dx + width] * weights, axis=(0, 1, 2))
+            expected_padded_grad[:, dy:dy + height, dx:dx + width] += weights * kernel[dy, dx, 0]
+    np.testing.assert_allclose(grad_k, expected_k, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(grad_x, expected_padded_grad[:, 1:-1, 1:-1], rtol=1e-5, atol=1e-5)
+    # A batch of images is the images one at a time.
+    per_image = jax.vmap(lambda image: depthwise_conv3x3(image[None], jnp.asarray(kernel), for_training)[0])(jnp.asarray(x))
+    np.testing.assert_allclose(per_image, got, rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("seed", [0, 1])
