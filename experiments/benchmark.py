@@ -9,6 +9,7 @@ and the jitted train step on three-frame samples. Prints a markdown table and wr
     python -m experiments.benchmark                      # full-size network, default cases
     python -m experiments.benchmark --preset tiny        # seconds on a CPU (used by the tests)
     python -m experiments.benchmark --workdir models/synthetic/multi_frame --skip-train   # a trained model
+    python -m experiments.benchmark --skip-inference --train-config experiments/configs/synthetic.py:cpu  # the main job's step
 """
 
 from __future__ import annotations
@@ -167,6 +168,53 @@ def bench_train_step(topology: MeshTopology, args: argparse.Namespace) -> Result
     return Result("train step (3-frame samples)", "float32", batch_size, batch_size, compile_s, ms, peak_memory_mb())
 
 
+def config_train_step(config) -> tuple[Callable[[], jax.Array], int, Callable[[], str]]:
+    """(one_step, batch size, optimised HLO text): a closure running one train step of a training config (e.g.
+    `experiments/configs/synthetic.py:cpu`, the main job) exactly as `experiments.train` jits it
+    (`h2o_jax.training.make_train_step`: its network, optimiser, loss terms, batch size and
+    topology) on a fixed random three-frame batch, returning the loss."""
+    from experiments.common import build_topology, model_config_from
+    from experiments.train import loss_config_from, optim_config
+    from h2o_jax.training import create_train_state, make_optimizer, make_train_step
+
+    topology = build_topology(config.model.topology)
+    model = H2ONet(topology, model_config_from(config))
+    batch_size = int(config.data.batch_size)
+    optimizer = make_optimizer(optim_config(config), steps_per_epoch=100)
+    state = jax.jit(lambda k: create_train_state(model, optimizer, k, batch_size))(jax.random.key(config.seed))
+    rng = np.random.default_rng(1)
+    frames, num_vertices = 3, topology.num_vertices
+
+    def normal(*shape):
+        return rng.normal(size=(batch_size, frames, *shape)).astype(np.float32) * 0.05
+
+    batch = jax.device_put({
+        "image": rng.random((batch_size, frames, IMAGE_SIZE, IMAGE_SIZE, 3)).astype(np.float32),
+        "verts_c_m": normal(num_vertices, 3), "verts_r_m": normal(num_vertices, 3),
+        "joints_c_m": normal(21, 3), "joints_r_m": normal(21, 3),
+        "rot_mat": np.broadcast_to(np.eye(3, dtype=np.float32), (batch_size, frames, 3, 3)).copy(),
+        "joints_img": rng.random((batch_size, frames, 21, 2)).astype(np.float32),
+        "occ_labels": rng.integers(0, 2, (batch_size, frames, 6)).astype(np.int32),
+        "occ_label_mask": np.ones((batch_size, frames), np.float32), "mask": np.ones(batch_size, np.float32),
+    })
+    step = jax.jit(make_train_step(model, optimizer, loss_config_from(config)), donate_argnums=0)
+    holder = {"state": state}
+
+    def one_step():
+        holder["state"], metrics = step(holder["state"], batch)
+        return metrics["total"]
+
+    return one_step, batch_size, lambda: step.lower(holder["state"], batch).compile().as_text()
+
+
+def bench_config_train_step(config, config_spec: str, iters: int) -> Result:
+    """`config_train_step` timed like the other cases."""
+    one_step, batch_size, _ = config_train_step(config)
+    compile_s, ms = time_calls(one_step, iters)
+    name = f"train step ({config_spec.rsplit('/', 1)[-1]}: {config.model.variant}, 1/{config.model.width_divisor} width)"
+    return Result(name, "float32", batch_size, batch_size, compile_s, ms, peak_memory_mb())
+
+
 def format_table(results: list[Result]) -> str:
     lines = ["| case | dtype | batch | ms / call | ms / frame | frames/s | compile s | peak MB |",
              "|---|---|---|---|---|---|---|---|"]
@@ -206,6 +254,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--frame-gap", type=int, default=None,
                         help="k of the streaming ring buffer (default: the run's data.gap, else 5)")
     parser.add_argument("--skip-train", action="store_true")
+    parser.add_argument("--skip-inference", action="store_true")
+    parser.add_argument("--train-config", default=None,
+                        help="time this training config's own train step (e.g. "
+                             "experiments/configs/synthetic.py:cpu, the main job) instead of the "
+                             "generic multi-frame step at --train-batch")
     parser.add_argument("--out", default="benchmark_results.json", help="JSON output path")
     args = parser.parse_args(argv)
     preset = args.preset or ("cpu" if jax.default_backend() == "cpu" else "default")
@@ -229,9 +282,17 @@ def check_args(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> list[Result]:
     args = parse_args(argv)
-    run = None
+    run = train_config = None
     try:
         check_args(args)
+        if args.train_config:
+            from experiments.common import UserError
+            from experiments.train import load_config_file
+
+            try:
+                train_config = load_config_file(args.train_config)
+            except UserError as err:
+                raise ValueError(f"--train-config: {err}") from None
         if args.workdir:
             from experiments.common import UserError, restore_run
 
@@ -255,10 +316,12 @@ def main(argv: list[str] | None = None) -> list[Result]:
     print(f"device: {device.device_kind} ({jax.default_backend()}), jax {jax.__version__}, preset {args.preset}, "
           f"topology: {topology_note}, width divisor {args.width_divisor}", flush=True)
     results: list[Result] = []
-    for dtype in args.dtypes.split(","):
+    for dtype in [] if args.skip_inference else args.dtypes.split(","):
         results += bench_inference(topology, args, dtype, run)
         print(format_table(results), flush=True)
-    if not args.skip_train:
+    if not args.skip_train and args.train_config:
+        results.append(bench_config_train_step(train_config, args.train_config, args.train_iters))
+    elif not args.skip_train:
         results.append(bench_train_step(topology, args))
     table = format_table(results)
     print(table)

@@ -9,12 +9,20 @@ cores (dense_stack2 and dense_stack3), so the parts add up to more than the whol
 
     python -m experiments.profile                                        # inference, batch 1
     python -m experiments.profile --train --width-divisor 4 --batch 8    # the main job's step
+    python -m experiments.profile --trace-config experiments/configs/synthetic.py:cpu   # per XLA op
+
+With `--trace-config`, the whole train step of that training config runs under
+`jax.profiler.trace`; the time of every XLA operation (fused loop, library fusion, dot, ...) is
+summed by its kind and by the model code that produced it (its HLO `op_name`, layer indices
+collapsed to `*`), over the traced steps. The two cores run operations side by side, so the
+summed times exceed the step's wall time.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import os
 import re
 import statistics
 import time
@@ -90,6 +98,51 @@ class _Stem(nn.Module):
         return ConvBN(128 // d, 1, name="thrink")(x, train)
 
 
+def _op_sources(hlo_text: str) -> dict[str, str]:
+    """{instruction name: its op_name metadata, layer indices collapsed} of an optimised HLO."""
+    sources = {}
+    for match in re.finditer(r"^\s*%?(\S+) = .*?metadata=\{op_name=\"([^\"]+)\"", hlo_text, re.M):
+        source = re.sub(r"^jit\([^)]*\)/", "", match.group(2))
+        sources[match.group(1)] = re.sub(r"(?<=[a-z])_?\d+(?=/|$)", "*", source)
+    return sources
+
+
+def trace_train_step(config_spec: str, steps: int, top: int) -> dict[str, list[tuple[str, float, int]]]:
+    """Per-operation profile of a training config's step (module docstring): {"by kind": [...],
+    "by source": [...]}, rows (name, ms per step, operations per step), largest first."""
+    import glob
+    import gzip
+    import json
+    import tempfile
+
+    from experiments.benchmark import config_train_step
+    from experiments.train import load_config_file
+
+    one_step, _, hlo_text = config_train_step(load_config_file(config_spec))
+    jax.block_until_ready(one_step())  # compile and warm up outside the trace
+    sources = _op_sources(hlo_text())
+    with tempfile.TemporaryDirectory() as trace_dir:
+        with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
+            for _ in range(steps):
+                jax.block_until_ready(one_step())
+        (path,) = glob.glob(os.path.join(trace_dir, "**", "*perfetto_trace.json.gz"), recursive=True)
+        with gzip.open(path) as f:
+            events = json.load(f)
+    events = events["traceEvents"] if isinstance(events, dict) else events
+    tables = {"by kind": collections.defaultdict(lambda: [0.0, 0]),
+              "by source": collections.defaultdict(lambda: [0.0, 0])}
+    for event in events:
+        name = event.get("name", "")
+        if event.get("ph") != "X" or name not in sources:
+            continue
+        kind = re.sub(r"\.\d+$", "", name)
+        for table, key in ((tables["by kind"], kind), (tables["by source"], f"{kind} | {sources[name]}")):
+            table[key][0] += event.get("dur", 0) / 1e3 / steps
+            table[key][1] += 1
+    return {title: sorted(((key, ms, count // steps) for key, (ms, count) in table.items()),
+                          key=lambda row: -row[1])[:top] for title, table in tables.items()}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variant", default=None, help="default: single_frame (inference), the main job's "
@@ -100,7 +153,19 @@ def main(argv: list[str] | None = None) -> None:
                         help="random tables of the official sizes (the benchmark's) or the built-in hand")
     parser.add_argument("--train", action="store_true", help="forward + backward in training mode")
     parser.add_argument("--iters", type=int, default=20)
+    parser.add_argument("--trace-config", default=None,
+                        help="trace this training config's whole train step per XLA operation "
+                             "(e.g. experiments/configs/synthetic.py:cpu); the other options are ignored")
+    parser.add_argument("--top", type=int, default=25, help="rows of each --trace-config table")
     args = parser.parse_args(argv)
+    if args.trace_config:
+        tables = trace_train_step(args.trace_config, steps=3, top=args.top)
+        for title, rows in tables.items():
+            total = sum(ms for _, ms, _ in rows)
+            print(f"\n| {title} (top {len(rows)}) | ms / step | % of these | ops / step |\n|---|---|---|---|")
+            for key, ms, count in rows:
+                print(f"| {key} | {ms:.1f} | {100 * ms / total:.1f} | {count} |")
+        return
     variant = args.variant or ("B+D+MF+FO+HO" if args.train else "single_frame")
     topology = builtin_topology() if args.topology == "builtin" else random_topology(OFFICIAL_LEVEL_SIZES)
     model = H2ONet(topology, model_config_for(variant, width_divisor=args.width_divisor))

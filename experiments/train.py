@@ -373,13 +373,29 @@ def training_sources(config: ml_collections.ConfigDict):
     return train_source, eval_source
 
 
+def load_config_file(spec: str) -> ml_collections.ConfigDict:
+    """The config of `FILE[:PRESET]` (a python file with `get_config(preset)`); UserError if the
+    file or the preset does not exist."""
+    import importlib.util
+
+    path, _, preset = spec.partition(":")
+    if not os.path.exists(path):
+        raise UserError(f"bad config or flags: config file {path!r} not found")
+    module_spec = importlib.util.spec_from_file_location("train_config", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    try:
+        return module.get_config(preset) if preset else module.get_config()
+    except ValueError as err:
+        raise UserError(f"bad config or flags: {err}") from None
+
+
 def _load_config_flags(argv):
     """(config, workdir, stop_after_steps) from `--config FILE[:PRESET]`, `--workdir DIR`,
     `--stop_after_steps N` and any `--config.a.b=VALUE` overrides (typed like the value they
     replace; the config is locked, so an unknown key is an error)."""
     import argparse
     import ast
-    import importlib.util
 
     parser = argparse.ArgumentParser(prog="python -m experiments.train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -387,16 +403,7 @@ def _load_config_flags(argv):
     parser.add_argument("--workdir", default="runs/synthetic_cpu")
     parser.add_argument("--stop_after_steps", type=int, default=None)
     args, rest = parser.parse_known_args(list(argv)[1:])
-    path, _, preset = args.config.partition(":")
-    if not os.path.exists(path):
-        raise UserError(f"bad config or flags: config file {path!r} not found")
-    spec = importlib.util.spec_from_file_location("train_config", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    try:
-        config = module.get_config(preset) if preset else module.get_config()
-    except ValueError as err:
-        raise UserError(f"bad config or flags: {err}") from None
+    config = load_config_file(args.config)
     for item in rest:
         key, eq, text = item.partition("=")
         if not key.startswith("--config.") or not eq:

@@ -15,6 +15,10 @@ Presets (the `:arg`):
            training sequences (of 600) held out, the test split scored once at the end (README
            gives the time and the scores)
   cpu_long the same for 3,000 steps (about an hour on 2 cores: README)
+  cpu_v1   the main job until 2026-12-03: the official two-stage schedule shortened (a
+           quarter-width single-frame stage 1 of 200 steps of batch 24, then the multi-frame
+           network with all terms, 200 steps of batch 8 triplets, Adam 1e-3, 20 warm-up steps),
+           without the encoder options; it learns nothing a constant hand does not give (README)
   tiny     tests: synthetic/tiny, 1/8 width, a few steps
 """
 
@@ -41,12 +45,20 @@ def get_config(preset: str = "default"):
         config.optim.update(learning_rate=1e-3, grad_clip_norm=1.0, schedule="cosine", warmup_steps=50)
         config.train.update(num_steps=3000 if long else CPU_STEPS, log_every=10, checkpoint_every=50,
                             eval_every=500 if long else 250, single_frame_steps=0)
+    elif preset == "cpu_v1":
+        # The main job until 2026-12-03 (commit 0583665), kept so that the README's earlier
+        # commands (`synthetic.py:cpu_v1` plus flags) still make the runs they describe.
+        config.model.update(width_divisor=4, template_residual=True)
+        config.loss.stage = 2
+        config.data.update(name="synthetic/small", batch_size=8, eval_limit=64, val_sequences=24)
+        config.optim.update(learning_rate=1e-3, grad_clip_norm=1.0, schedule="cosine", warmup_steps=20)
+        config.train.update(num_steps=200, log_every=10, checkpoint_every=50, eval_every=100, single_frame_steps=200)
     elif preset == "tiny":
         config.model.width_divisor = 8
         config.data.update(name="synthetic/tiny", batch_size=4, build_workers=1, eval_limit=8)
         config.optim.update(learning_rate=1e-3, grad_clip_norm=1.0)
         config.train.update(num_steps=4, log_every=1, checkpoint_every=2, eval_every=4, keep_checkpoints=2)
     else:
-        raise ValueError(f"unknown preset {preset!r}: use default, cpu, cpu_long or tiny")
+        raise ValueError(f"unknown preset {preset!r}: use default, cpu, cpu_long, cpu_v1 or tiny")
     config.lock()
     return config
