@@ -1,6 +1,7 @@
-"""The main job's command end to end on synthetic/tiny: the single-frame stage, then the
-multi-frame run from it, validation slice, final test score with the constant baselines,
-curves.png and predictions.png."""
+"""The training command end to end on synthetic/tiny, in its two-stage form (the official
+schedule, `train.single_frame_steps` > 0; the main job's `cpu` preset is one single-frame stage
+since 2026-12-03): the single-frame stage, then the multi-frame run from it, validation slice,
+final test score with the constant baselines, curves.png and predictions.png."""
 
 from __future__ import annotations
 
