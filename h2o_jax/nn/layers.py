@@ -113,7 +113,7 @@ def depthwise_conv3x3(x: jax.Array, kernel: jax.Array, for_training: bool = Fals
     (BENCHMARKS.md, "Depthwise convolution for training"):
     - inference: nine shifted slices of the padded input, one fused loop;
     - `for_training`: three column shifts, weighted and summed per kernel row, then the three
-      row sums shifted by rows. Its backward pass is about 1.3x faster for the whole train step:
+      row sums shifted by rows. It makes the whole train step 1.1-1.3x faster (BENCHMARKS.md):
       autodiff of the nine slices keeps each slice as a residual, copied out by a slow pad-slice
       loop.
     """
