@@ -280,7 +280,8 @@ def restore_variables(workdir: str, which: str = "best", what: str = "") -> tupl
 
 def model_config_from(config: ml_collections.ConfigDict):
     """The `h2o_jax.config.ModelConfig` of a run config (`model.variant`, `width_divisor`,
-    `template_residual`, `sf_root_grad`, `scratch_encoder`, `stack_out_channels`; runs saved
+    `template_residual`, `sf_root_grad`, `scratch_encoder`, `stack_out_channels`,
+    `occlusion_guidance`; runs saved
     before a field existed get its default)."""
     from h2o_jax.config import model_config_for
 
@@ -288,7 +289,8 @@ def model_config_from(config: ml_collections.ConfigDict):
                             template_residual=bool(config.model.get("template_residual", False)),
                             sf_root_grad=bool(config.model.get("sf_root_grad", True)),
                             scratch_encoder=bool(config.model.get("scratch_encoder", False)),
-                            stack_out_channels=int(config.model.get("stack_out_channels", 0)))
+                            stack_out_channels=int(config.model.get("stack_out_channels", 0)),
+                            occlusion_guidance=str(config.model.get("occlusion_guidance", "predicted")))
 
 
 def restore_run(workdir: str, which: str = "best", topology: str | None = None

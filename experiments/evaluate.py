@@ -4,6 +4,7 @@
     python -m experiments.evaluate --workdir runs/dexycb_s2 --split test --checkpoint best
     python -m experiments.evaluate --workdir runs/ho3d_s2 --split evaluation   # HO3D: writes pred.zip
     python -m experiments.evaluate --workdir runs/official_mf --dataset dexycb --data-dir ~/tfds
+    python -m experiments.evaluate --workdir runs/synthetic_cpu --split validation   # for choosing settings
 
 Restores the run (`<workdir>/config.json`, its `topology.npz` and its orbax checkpoint), predicts
 frame 0 of every triplet of the split in fixed-shape padded batches (one compile), and computes
@@ -20,7 +21,9 @@ per-finger precision / recall and its fusion weights on occluded vs visible fing
 
 By default the run is scored on its own dataset (`data.name`, `data.data_dir` of its config);
 `--dataset NAME` (and `--data-dir DIR`) score it on any other prepared dataset whose meshes
-have the run's vertex count, with that dataset's frame gap.
+have the run's vertex count, with that dataset's frame gap. `--split validation` scores the
+train sequences the run held out (`data.val_sequences`): the place to compare settings, since
+the test split is for reporting.
 
 Outputs in `--out` (default: the workdir): `eval_<split>.json` (`eval_<dataset>_<split>.json`
 with `--dataset`), `auc_<split>.png` (3D PCK vs threshold, the paper's Fig. 4) and, for a split
@@ -196,6 +199,24 @@ def dataset_config(run_data, dataset: str | None, data_dir: str | None):
     return data, data.get("eval_split", "test"), prefix
 
 
+VALIDATION_SPLIT = "validation"
+
+
+def evaluation_source(data, split: str):
+    """Triplets of `split`, or with split "validation" the sequences a run held out of its train
+    split (`data.val_sequences`, the slice its periodic evaluation scored): where settings are
+    chosen, never on test."""
+    if split != VALIDATION_SPLIT:
+        return sample_source(data, split, train=False)
+    from data_loaders.validation import hold_out_sequences
+
+    num_sequences = int(data.get("val_sequences", 0) or 0)
+    if num_sequences <= 0:
+        raise UserError(f"--split {VALIDATION_SPLIT} needs a run that held train sequences out "
+                        f"(data.val_sequences > 0); this run's data.val_sequences is {num_sequences}")
+    return hold_out_sequences(sample_source(data, "train", train=False), num_sequences)[1]
+
+
 def _baseline_collectors(data, topology):
     """Collectors of the constant-hand baselines (mean hand of the dataset's train split, rest
     hand), or None when the dataset has no labelled train split or other meshes."""
@@ -233,7 +254,7 @@ def run_evaluation(workdir: str, split: str | None = None, checkpoint: str = "be
     config, model, variables, step = restore_run(workdir, checkpoint, topology=topology)
     data, default_split, prefix = dataset_config(config.data, dataset, data_dir)
     split = split or default_split
-    source = sample_source(data, split, train=False)
+    source = evaluation_source(data, split)
     if limit:
         # Records are whole sequences in order: the first `limit` cover only the first few.
         source = SpreadSamples(source, limit) if spread else FirstSamples(source, limit)
@@ -317,7 +338,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="python -m experiments.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", required=True, help="training run directory (config.json + checkpoints)")
     parser.add_argument("--split", default=None, help="dataset split (default: the run's data.eval_split, "
-                                                       "usually test; HO3D-v2: evaluation)")
+                                                       "usually test; HO3D-v2: evaluation), or 'validation': "
+                                                       "the train sequences the run held out")
     parser.add_argument("--checkpoint", default="best", choices=("best", "latest"))
     parser.add_argument("--limit", type=int, default=0, help="evaluate the first N samples only (0 = all)")
     parser.add_argument("--spread", action="store_true", help="with --limit: N samples spread evenly over "

@@ -185,7 +185,8 @@ def optim_config(config: ml_collections.ConfigDict) -> OptimConfig:
 
 def loss_config_from(config: ml_collections.ConfigDict) -> LossConfig:
     return LossConfig(stage=config.loss.stage, normal_weight=config.loss.normal_weight,
-                      rot_weight=config.loss.rot_weight, mesh_weight=float(config.loss.get("mesh_weight", 1.0)))
+                      rot_weight=config.loss.rot_weight, mesh_weight=float(config.loss.get("mesh_weight", 1.0)),
+                      occ_positive_weight=float(config.loss.get("occ_positive_weight", 1.0)))
 
 
 def selection_score(overall: dict, loss_stage: int) -> float:

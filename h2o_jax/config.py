@@ -50,6 +50,12 @@ class ModelConfig:
       stack_out_channels: channels of the hourglasses' outputs (0: 24 / width_divisor, the
         official count). The 21 joint maps are a 1x1 convolution of stack 2's output, so a
         quarter-width network's 6 channels bound them to rank 6; 24 lifts that.
+      occlusion_guidance: what steers the finger fusion (Eq. 3) and the enquiry (Eq. 5-6) in
+        training: "predicted" (official: the classifier's own logits, always) or
+        "labels_in_training" (not official: the ground-truth occlusion labels where a frame has
+        them, `h2o_jax.ops.guidance_logits`, while training; the classifier at inference). The
+        offset heads after the fusion otherwise learn only from frames the classifier flags, and
+        a classifier that rarely fires leaves them nothing to learn (README "Study").
     """
 
     num_frames: int = 3
@@ -69,6 +75,7 @@ class ModelConfig:
     sf_root_grad: bool = True
     scratch_encoder: bool = False
     stack_out_channels: int = 0
+    occlusion_guidance: Literal["predicted", "labels_in_training"] = "predicted"
 
     def __post_init__(self) -> None:
         if self.num_frames not in (1, 3):
@@ -79,6 +86,9 @@ class ModelConfig:
             raise ValueError("a three-frame model needs a mesh_fusion other than 'none'")
         if self.dtype not in ("float32", "bfloat16"):
             raise ValueError(f"dtype must be 'float32' or 'bfloat16', got {self.dtype!r}")
+        if self.occlusion_guidance not in ("predicted", "labels_in_training"):
+            raise ValueError("occlusion_guidance must be 'predicted' or 'labels_in_training', "
+                             f"got {self.occlusion_guidance!r}")
         if self.stack_out_channels < 0:
             raise ValueError(f"stack_out_channels must be >= 0 (0: 24 / width_divisor), got {self.stack_out_channels}")
         if 128 % self.width_divisor or 24 % self.width_divisor:
@@ -125,6 +135,10 @@ class LossConfig:
         encoder their gradient is ~30x smaller than the 2D-joint term's (issue 13).
       rotated_shape_losses: stage 2 also applies normal/edge losses to the rotated mesh.
       frame_reduction: "mean" over the B*T rows (official) or "sum" over frames (paper).
+      occ_positive_weight: weight of the "occluded" class in the occlusion cross-entropy (1 =
+        official, unweighted). Not official when != 1: occluded fingers are the minority (about
+        a fifth of the synthetic labels), and an unweighted loss leaves the heads biased to
+        "visible" (README "Study").
     """
 
     stage: Literal[1, 2] = 1
@@ -133,10 +147,13 @@ class LossConfig:
     mesh_weight: float = 1.0
     rotated_shape_losses: bool = True
     frame_reduction: Literal["mean", "sum"] = "mean"
+    occ_positive_weight: float = 1.0
 
     def __post_init__(self) -> None:
         if self.stage not in (1, 2):
             raise ValueError(f"stage must be 1 or 2, got {self.stage}")
+        if not (isinstance(self.occ_positive_weight, (int, float)) and 0.0 < self.occ_positive_weight < float("inf")):
+            raise ValueError(f"occ_positive_weight must be a finite number > 0, got {self.occ_positive_weight!r}")
         for name in ("normal_weight", "rot_weight", "mesh_weight"):
             weight = getattr(self, name)
             if not (isinstance(weight, (int, float)) and 0.0 <= weight < float("inf")):

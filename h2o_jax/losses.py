@@ -54,11 +54,13 @@ def edge_per_row(pred_verts: jax.Array, gt_verts: jax.Array, faces: np.ndarray) 
     return jnp.mean(stacked.reshape(*stacked.shape[:2], -1), axis=-1)
 
 
-def occlusion_ce_per_row(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    """Softmax cross-entropy averaged over heads: logits [B, T, H, 2], labels int [B, T, H]."""
+def occlusion_ce_per_row(logits: jax.Array, labels: jax.Array, positive_weight: float = 1.0) -> jax.Array:
+    """Softmax cross-entropy averaged over heads: logits [B, T, H, 2], labels int [B, T, H];
+    each head's term is multiplied by `positive_weight` where its label is 1 (occluded)."""
     log_probs = jax.nn.log_softmax(logits, axis=-1)
     picked = jnp.take_along_axis(log_probs, labels[..., None].astype(jnp.int32), axis=-1)[..., 0]
-    return -jnp.mean(picked, axis=-1)
+    weights = jnp.where(labels == 1, positive_weight, 1.0)
+    return -jnp.mean(weights * picked, axis=-1)
 
 
 def _reduce(per_row: jax.Array, weights: jax.Array, frame_reduction: str) -> jax.Array:
@@ -111,7 +113,8 @@ def h2onet_loss(
     if multi_frame and "occ_logits" in outputs:
         label_weights = row_weights * batch["occ_label_mask"][:, :num_frames]
         terms["occ_loss"] = reduce(
-            occlusion_ce_per_row(outputs["occ_logits"], batch["occ_labels"][:, :num_frames]), label_weights)
+            occlusion_ce_per_row(outputs["occ_logits"], batch["occ_labels"][:, :num_frames],
+                                 config.occ_positive_weight), label_weights)
     if config.stage == 2:
         terms["verts_w_gr_loss"] = mesh * reduce(l1_per_row(outputs["verts_r_m"], sliced["verts_r_m"]))
         terms["joints_w_gr_loss"] = mesh * reduce(l1_per_row(outputs["joints_r_m"], sliced["joints_r_m"]))

@@ -117,11 +117,13 @@ def create_train_state(model: H2ONet, optimizer: optax.GradientTransformation, k
 
 
 def _model_inputs(model: H2ONet, batch: dict[str, jax.Array]):
-    """(images, occ_labels) for the model's own frame count: a single-frame model trained or
-    evaluated on triplet batches sees frame 0 only (the losses slice their targets the same way)."""
+    """(images, occ_labels, occ_label_mask) for the model's own frame count: a single-frame model
+    trained or evaluated on triplet batches sees frame 0 only (the losses slice their targets the
+    same way)."""
     frames = model.config.num_frames
-    occ_labels = batch.get("occ_labels")
-    return batch["image"][:, :frames], None if occ_labels is None else occ_labels[:, :frames]
+    labels, mask = batch.get("occ_labels"), batch.get("occ_label_mask")
+    return (batch["image"][:, :frames], None if labels is None else labels[:, :frames],
+            None if mask is None else mask[:, :frames])
 
 
 def make_train_step(model: H2ONet, optimizer: optax.GradientTransformation, loss_config: LossConfig
@@ -132,10 +134,10 @@ def make_train_step(model: H2ONet, optimizer: optax.GradientTransformation, loss
 
     def train_step(state: TrainState, batch: dict[str, jax.Array]):
         def loss_fn(params):
-            images, occ_labels = _model_inputs(model, batch)
+            images, occ_labels, occ_label_mask = _model_inputs(model, batch)
             outputs, updates = model.apply(
                 {"params": params, "batch_stats": state.batch_stats}, images, train=True,
-                occ_labels=occ_labels, mutable=["batch_stats"])
+                occ_labels=occ_labels, occ_label_mask=occ_label_mask, mutable=["batch_stats"])
             terms = h2onet_loss(outputs, batch, faces, loss_config, multi_frame)
             return terms["total"], (terms, updates["batch_stats"])
 
@@ -152,7 +154,7 @@ def make_predict_step(model: H2ONet) -> Callable[[TrainState, dict[str, jax.Arra
     """Inference outputs (frame 0) with running BatchNorm statistics."""
 
     def predict_step(state: TrainState, batch: dict[str, jax.Array]):
-        images, occ_labels = _model_inputs(model, batch)
+        images, occ_labels, _ = _model_inputs(model, batch)
         return model.apply({"params": state.params, "batch_stats": state.batch_stats}, images,
                            occ_labels=occ_labels)
 

@@ -65,6 +65,35 @@ def test_occlusion_cross_entropy():
     np.testing.assert_allclose(occlusion_ce_per_row(logits.astype(np.float32), labels), expected, rtol=1e-5)
 
 
+def test_occlusion_cross_entropy_positive_weight():
+    rng = np.random.default_rng(4)
+    logits = rng.normal(size=(3, 3, 6, 2))
+    labels = rng.integers(0, 2, (3, 3, 6))
+    # Per head -log p(label) in float64, times 2.5 where the label is "occluded", mean over heads.
+    probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    nll = -np.log(np.where(labels == 1, probs[..., 1], probs[..., 0]))
+    expected = np.mean(np.where(labels == 1, 2.5, 1.0) * nll, axis=-1)
+    got = jax.jit(occlusion_ce_per_row, static_argnums=2)(jnp.asarray(logits, jnp.float32), labels, 2.5)
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    # The gradient of an occluded head's occluded logit is 2.5 / H (p - 1); visible ones unscaled.
+    grad = jax.grad(lambda x: jnp.sum(occlusion_ce_per_row(x, labels, 2.5)))(jnp.asarray(logits))
+    one_hot = np.stack([labels == 0, labels == 1], -1)
+    expected_grad = np.where(labels == 1, 2.5, 1.0)[..., None] * (probs - one_hot) / 6
+    np.testing.assert_allclose(grad, expected_grad, rtol=1e-5, atol=1e-7)
+    # Through the total loss: only occ_loss moves, by exactly the weighted CE.
+    outputs, targets, faces = make_case(np.random.default_rng(5))
+    plain = h2onet_loss(outputs, targets, faces, LossConfig(stage=2), multi_frame=True)
+    weighted = h2onet_loss(outputs, targets, faces, LossConfig(stage=2, occ_positive_weight=2.5), multi_frame=True)
+    ce = occlusion_ce_per_row(outputs["occ_logits"], targets["occ_labels"], 2.5)
+    np.testing.assert_allclose(weighted["occ_loss"], np.mean(ce), rtol=1e-5)
+    assert weighted["occ_loss"] > plain["occ_loss"]
+    for name in set(plain) - {"occ_loss", "total"}:
+        np.testing.assert_allclose(weighted[name], plain[name], rtol=1e-7, err_msg=name)
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="occ_positive_weight"):
+            LossConfig(occ_positive_weight=bad)
+
+
 def make_case(rng, batch=3, frames=3, vertices=10):
     faces = np.stack([rng.choice(vertices, 3, replace=False) for _ in range(8)])
     shapes = {"verts_c_m": (vertices, 3), "verts_r_m": (vertices, 3), "joints_c_m": (21, 3),

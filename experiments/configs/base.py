@@ -15,6 +15,8 @@ def base_config() -> ml_collections.ConfigDict:
         sf_root_grad=True,        # False: a single-frame net's root is detached as the multi-frame net's
         scratch_encoder=False,    # True: identity paths + constant SE gates in the encoder (not official)
         stack_out_channels=0,     # hourglass output channels (0: 24 / width_divisor, official)
+        occlusion_guidance="predicted",  # "labels_in_training": GT labels steer fusion + enquiry
+                                         # while training (not official; ModelConfig)
     ))
     config.data = ml_collections.ConfigDict(dict(
         name="synthetic/default", data_dir="", build_workers=0, batch_size=32, gap=5,
@@ -24,7 +26,8 @@ def base_config() -> ml_collections.ConfigDict:
                                  # (curves, best checkpoint); the test split is scored once at the end
     ))
     config.loss = ml_collections.ConfigDict(dict(stage=1, normal_weight=0.1, rot_weight=1.0,
-                                                  mesh_weight=1.0))  # not official when != 1 (LossConfig)
+                                                  mesh_weight=1.0,  # not official when != 1 (LossConfig)
+                                                  occ_positive_weight=1.0))  # likewise
     config.optim = ml_collections.ConfigDict(dict(
         learning_rate=1e-4, milestones_epochs=(10, 20), decay=0.1, grad_clip_norm=0.1,
         schedule="multistep",    # or "cosine": linear warm-up, cosine decay over train.num_steps

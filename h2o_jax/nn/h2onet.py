@@ -3,8 +3,10 @@
 Shape letters: B samples, T frames (frame 0 = current t, then t-k, t-2k), V vertices, J = 21
 joints, D global-feature size. Images are float32 RGB in [0, 1], NHWC.
 
-Outputs of `H2ONet.__call__(images [B, T, 128, 128, 3], train, all_frames=None, occ_labels=None)`
-(T' = T when `all_frames` (default: `train`), else 1 -- inference computes only what frame 0 needs):
+Outputs of `H2ONet.__call__(images [B, T, 128, 128, 3], train, all_frames=None, occ_labels=None,
+occ_label_mask=None)` (T' = T when `all_frames` (default: `train`), else 1 -- inference computes
+only what frame 0 needs; the labels [B, T, 6] / mask [B, T] feed only the FS oracle and, in
+training, `ModelConfig.occlusion_guidance`):
 
 | key | shape | meaning |
 |---|---|---|
@@ -16,7 +18,7 @@ Outputs of `H2ONet.__call__(images [B, T, 128, 128, 3], train, all_frames=None, 
 | joints_r_m | [B, T', J, 3] | as verts_r_m with the base R (Delta R R with delta_r_scope="all") |
 | occ_logits | [B, T, H, 2] | occlusion classifier (when the variant has it); class 1 = occluded |
 | delta_rot_mat | [B, 3, 3] | Eq. 7 offset rotation (HO variants) |
-| hand_usable | [B, T] | Eq. 5 gate of each frame (HO variants) |
+| hand_usable | [B, T] | Eq. 5 gate of each frame (HO variants; from the labels under guidance) |
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from h2o_jax.hand.topology import MeshTopology
 from h2o_jax.nn.decoder import MeshDecoder, OcclusionClassifier, OffsetHead
 from h2o_jax.nn.encoder import Backbone
 from h2o_jax.nn.orientation import RotationRegressor
-from h2o_jax.ops import enquire, hand_usable, occlusion_weighted_fusion, rot6d_to_rotmat
+from h2o_jax.ops import enquire, guidance_logits, hand_usable, occlusion_weighted_fusion, rot6d_to_rotmat
 
 
 def _rotate_about_root(points: jax.Array, rotation: jax.Array, root: jax.Array) -> jax.Array:
@@ -102,8 +104,11 @@ class H2ONet(nn.Module):
         return features
 
     def fuse(self, frames: dict[str, jax.Array], all_frames: bool = False,
-             occ_labels: jax.Array | None = None) -> dict[str, jax.Array]:
-        """Combines per-frame features [B, T, ...] (frame 0 current) into the outputs."""
+             occ_labels: jax.Array | None = None, train: bool = False,
+             occ_label_mask: jax.Array | None = None) -> dict[str, jax.Array]:
+        """Combines per-frame features [B, T, ...] (frame 0 current) into the outputs.
+        `occ_labels` [B, T, 6] and `occ_label_mask` [B, T] feed the FS oracle and, in training
+        with `occlusion_guidance="labels_in_training"`, the fusion and the enquiry."""
         cfg = self.config
         sg = jax.lax.stop_gradient
         d3 = frames["d3"]
@@ -111,10 +116,15 @@ class H2ONet(nn.Module):
         verts_c = self.decoder3d.apply_head(d3[:, :num_out])  # [B, T', V, 3]
         outputs: dict[str, jax.Array] = {"uv": frames["uv"][:, :num_out]}
         logits = frames.get("occ_logits")
+        guide = None
         if logits is not None:
             outputs["occ_logits"] = logits
+            guide = sg(logits)
+            if cfg.occlusion_guidance == "labels_in_training" and train and occ_labels is not None:
+                mask = jnp.ones(occ_labels.shape[:2]) if occ_label_mask is None else occ_label_mask
+                guide = guidance_logits(guide, occ_labels, mask)
         if cfg.mesh_fusion == "occlusion":
-            fused = occlusion_weighted_fusion(d3, sg(logits), np.asarray(self.topology.vertex_part),
+            fused = occlusion_weighted_fusion(d3, guide, np.asarray(self.topology.vertex_part),
                                               cfg.occ_fusion_score)
             z = jnp.concatenate([fused, d3[:, 0]], -1) if cfg.offset_input == "concat" else fused
             verts_c = verts_c.at[:, 0].add(self.offset_pred(z))
@@ -133,7 +143,7 @@ class H2ONet(nn.Module):
         rot_mat = rot6d_to_rotmat(self.rot_reg.rotation_6d(rot_features[:, :num_out]))
         rot_frame0 = rot_mat[:, 0]
         if cfg.orientation_fusion:
-            usable = hand_usable(sg(logits), cfg.hand_reading)
+            usable = hand_usable(guide, cfg.hand_reading)
             enquired = enquire(rot_features, usable)
             delta = rot6d_to_rotmat(self.rot_reg.offset_6d(rot_features[:, 0], enquired))
             outputs.update(delta_rot_mat=delta, hand_usable=usable)
@@ -157,10 +167,11 @@ class H2ONet(nn.Module):
         return outputs
 
     def __call__(self, images: jax.Array, train: bool = False, all_frames: bool | None = None,
-                 occ_labels: jax.Array | None = None) -> dict[str, jax.Array]:
+                 occ_labels: jax.Array | None = None, occ_label_mask: jax.Array | None = None
+                 ) -> dict[str, jax.Array]:
         frames = self.config.num_frames
         _check_images(images, frames)
         batch = images.shape[0]
         per_image = self.encode(images.reshape(batch * frames, *images.shape[2:]), train)
         per_frame = {k: v.reshape(batch, frames, *v.shape[1:]) for k, v in per_image.items()}
-        return self.fuse(per_frame, train if all_frames is None else all_frames, occ_labels)
+        return self.fuse(per_frame, train if all_frames is None else all_frames, occ_labels, train, occ_label_mask)

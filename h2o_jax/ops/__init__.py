@@ -5,7 +5,7 @@ Eq. 6 enquiry, rotations and geometry. Shapes are documented per function.
 """
 
 from h2o_jax.ops.enquiry import enquire, enquiry_weights, hand_usable
-from h2o_jax.ops.fusion import finger_scores, occlusion_fusion_weights, occlusion_weighted_fusion
+from h2o_jax.ops.fusion import finger_scores, guidance_logits, occlusion_fusion_weights, occlusion_weighted_fusion
 from h2o_jax.ops.geometry import procrustes_align, project_points, root_relative
 from h2o_jax.ops.mesh import resample_table_from_sparse, resample_vertices, spiral_conv
 from h2o_jax.ops.rotation import (
@@ -23,6 +23,7 @@ __all__ = [
     "enquiry_weights",
     "finger_scores",
     "geodesic_distance",
+    "guidance_logits",
     "hand_usable",
     "occlusion_fusion_weights",
     "occlusion_weighted_fusion",

@@ -54,6 +54,45 @@ def finger_scores(finger_logits: ArrayLike, score: FusionScore = "visible_prob")
     )
 
 
+def guidance_logits(
+    predicted_logits: ArrayLike,
+    labels: ArrayLike,
+    label_mask: ArrayLike,
+    margin: float = 8.0,
+) -> jax.Array:
+    """Occlusion logits that follow the ground-truth labels where they exist (not official).
+
+    Where ``label_mask`` is 1 the logits of a fully confident classifier, ``(0, margin)`` for an
+    occluded head and ``(margin, 0)`` for a visible one (with the default margin 8 the class
+    probability is 0.9997); elsewhere ``predicted_logits`` unchanged. Training the fusion and the
+    enquiry on these teaches the heads after them what the other frames are worth when a hand
+    really is occluded, which the official training shows them only as often as its classifier
+    fires. Carries no gradient to the labels.
+
+    Args:
+      predicted_logits: ``[..., T, H, 2]`` (class 1 = occluded).
+      labels: ``[..., T, H']`` with H' >= H, values 0 (visible) / 1 (occluded); the first H used.
+      label_mask: ``[..., T]``, 1 where the frame has labels.
+      margin: the logit gap of a labelled head.
+
+    Returns:
+      ``[..., T, H, 2]``.
+    """
+    check_rank_at_least("predicted_logits", predicted_logits, 3, "[..., T, H, 2]")
+    check_shape("predicted_logits", predicted_logits, (None, 2), "[..., T, H, 2]")
+    predicted_logits = jnp.asarray(predicted_logits)
+    heads = predicted_logits.shape[-2]
+    expected = predicted_logits.shape[:-2]
+    if np.shape(labels)[:-1] != expected or np.shape(labels)[-1] < heads:
+        raise ValueError(f"labels must have shape {(*expected, f'>={heads}')}, got {np.shape(labels)}")
+    if np.shape(label_mask) != expected:
+        raise ValueError(f"label_mask must have shape {expected}, got {np.shape(label_mask)}")
+    occluded = jnp.asarray(labels)[..., :heads].astype(predicted_logits.dtype)
+    from_labels = margin * jnp.stack([1.0 - occluded, occluded], axis=-1)
+    has_labels = (jnp.asarray(label_mask) > 0)[..., None, None]
+    return jnp.where(has_labels, from_labels, predicted_logits)
+
+
 def _check_vertex_part(vertex_part: ArrayLike) -> None:
     check_exact_rank("vertex_part", vertex_part, 1, "[V]")
     if isinstance(vertex_part, np.ndarray):  # values are checkable only when static

@@ -15,6 +15,7 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 import experiments.common
+from experiments.common import UserError
 from experiments import evaluate
 from experiments.configs.synthetic import get_config
 
@@ -406,3 +407,37 @@ def test_a_damaged_topology_file_is_a_one_line_error(run_dir, tmp_path):
     (run / "topology.npz").write_bytes(data[: len(data) // 2])
     with pytest.raises(SystemExit, match=r"^error: .*topology\.npz' cannot be read .*put the run's topology\.npz back"):
         evaluate.main(["--workdir", str(run)])
+
+
+def test_validation_split_scores_the_held_out_train_sequences(run_dir, cached_restore, records, tmp_path, monkeypatch):
+    # The run's config (tiny preset) holds nothing out: a clear error, not the whole train split.
+    with pytest.raises(UserError, match="val_sequences"):
+        evaluate.run_evaluation(run_dir, split="validation", out_dir=str(tmp_path))
+    data = get_config("tiny").data
+    with data.unlocked():
+        data.val_sequences = 1
+    source = evaluate.evaluation_source(data, "validation")
+    # The fixture holds 3 sequences of 14 frames, one of them (0, 3) unlabelled: the last sequence
+    # (index 2) is held out whole, and nothing else.
+    last = [r for r in records if r["sequence_index"] == 2]
+    assert len(source) == len(last) == 14
+    assert {int(source[i]["sequence_index"]) for i in range(len(source))} == {2}
+    # frame_index counts within the held-out subset; the frame-0 meshes name the records.
+    got = sorted(np.asarray(source[i]["verts_cam_m"][0]).tobytes() for i in range(len(source)))
+    assert got == sorted(r["verts_cam_m"].tobytes() for r in last)
+    # Through the CLI path: a run whose config holds one sequence out scores exactly those samples.
+    config, model, variables, step = evaluate.restore_run(run_dir, "best")
+    config = copy.deepcopy(config)  # the restore is shared by the module's tests
+    with config.data.unlocked():
+        config.data.val_sequences = 1
+    monkeypatch.setattr(evaluate, "restore_run", lambda workdir, which, **kwargs: (config, model, variables, step))
+    seen = []
+
+    def ground_truth(batch):
+        seen.extend(np.asarray(batch["sequence_index"])[np.asarray(batch["mask"]) > 0].tolist())
+        return {"joints_r_m": batch["joints_r_m"][:, 0], "verts_r_m": batch["verts_r_m"][:, 0]}
+
+    report = evaluate.run_evaluation(run_dir, split="validation", batch_size=4, out_dir=str(tmp_path),
+                                     predict_fn=ground_truth)
+    assert report["split"] == "validation" and set(seen) == {2}
+    assert report["overall"]["num_samples"] == 14 and report["overall"]["j_pe_mm"] == 0.0

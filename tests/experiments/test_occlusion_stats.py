@@ -5,8 +5,32 @@ import numpy as np
 import pytest
 
 from experiments import evaluate
-from experiments.occlusion_stats import HEAD_NAMES, OcclusionStats, format_occlusion_table
+from experiments.occlusion_stats import HEAD_NAMES, OcclusionStats, format_occlusion_table, roc_auc
 from test_evaluate import cached_restore, make_run, records, restored, run_dir  # noqa: F401  (fixtures)
+
+
+def _pairwise_auc(scores, positive):
+    """The AUC by definition: over all (positive, negative) pairs, 1 if the positive scores
+    higher, 1/2 on a tie."""
+    pos, neg = scores[positive], scores[~positive]
+    wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
+    return wins / (len(pos) * len(neg))
+
+
+def test_roc_auc_equals_the_pairwise_definition_with_ties():
+    rng = np.random.default_rng(11)
+    for trial in range(5):
+        n = int(rng.integers(5, 60))
+        scores = np.round(rng.normal(size=n), 1)  # rounding makes ties
+        positive = rng.random(n) < 0.3
+        positive[0], positive[1] = True, False
+        assert roc_auc(scores, positive) == pytest.approx(_pairwise_auc(scores, positive), abs=1e-12)
+    assert roc_auc(np.array([0.1, 0.9]), np.array([False, True])) == 1.0
+    assert roc_auc(np.array([0.9, 0.1]), np.array([False, True])) == 0.0
+    assert roc_auc(np.ones(4), np.array([True, False, True, False])) == 0.5
+    assert roc_auc(np.arange(3.0), np.zeros(3, bool)) is None
+    with pytest.raises(ValueError, match="scores and positive must both have shape"):
+        roc_auc(np.zeros(3), np.zeros(4, bool))
 
 
 def _reference(logits, labels, mask, keep):
@@ -38,6 +62,7 @@ def test_counts_and_weights_match_a_per_sample_loop_on_random_batches():
     rng = np.random.default_rng(7)
     stats = OcclusionStats()
     all_parts = []
+    auc_rows = []
     for batch in (5, 8, 3):
         logits = rng.normal(size=(batch, 3, 6, 2)) * 2
         labels = rng.integers(0, 2, (batch, 3, 6))
@@ -45,7 +70,11 @@ def test_counts_and_weights_match_a_per_sample_loop_on_random_batches():
         keep = rng.random(batch) > 0.15
         stats.add(logits, labels, mask, keep)
         all_parts.append(_reference(logits, labels, mask, keep))
+        rows = keep & mask[:, 0]
+        auc_rows.append((logits[rows, 0, :, 1] - logits[rows, 0, :, 0], labels[rows, 0] == 1))
     results = stats.results()
+    auc_inputs = {name: (np.concatenate([m[:, h] for m, _ in auc_rows]), np.concatenate([p[:, h] for _, p in auc_rows]))
+                  for h, name in enumerate(HEAD_NAMES)}
     for name in HEAD_NAMES:
         c = {k: sum(p[0][name][k] for p in all_parts) for k in ("tp", "fp", "fn", "tn")}
         got = results["classifier"][name]
@@ -54,6 +83,7 @@ def test_counts_and_weights_match_a_per_sample_loop_on_random_batches():
         assert got["precision"] == pytest.approx(c["tp"] / (c["tp"] + c["fp"]), rel=1e-12)
         assert got["recall"] == pytest.approx(c["tp"] / (c["tp"] + c["fn"]), rel=1e-12)
         assert got["accuracy"] == pytest.approx((c["tp"] + c["tn"]) / sum(c.values()), rel=1e-12)
+        assert got["roc_auc"] == pytest.approx(_pairwise_auc(*auc_inputs[name]), abs=1e-12)
     fusion = results["fusion_weights"]
     assert fusion["uniform"] == pytest.approx(1 / 3)
     for key, index in (("occluded", 1), ("visible", 2), ("frame0_occluded_seen_before", 3)):
@@ -61,7 +91,7 @@ def test_counts_and_weights_match_a_per_sample_loop_on_random_batches():
         assert fusion[key]["count"] == len(expected) > 0
         assert fusion[key]["mean"] == pytest.approx(expected.mean(), rel=1e-6)
         assert fusion[key]["p50"] == pytest.approx(np.median(expected), rel=1e-6)
-    assert "precision" in format_occlusion_table(results)
+    assert "precision" in format_occlusion_table(results) and "ROC AUC" in format_occlusion_table(results)
 
 
 def test_hand_worked_example():
@@ -79,6 +109,8 @@ def test_hand_worked_example():
     assert results["classifier"]["thumb"]["precision"] == 1.0 and results["classifier"]["thumb"]["recall"] == 1.0
     assert results["classifier"]["index"]["precision"] == 0.0 and results["classifier"]["index"]["recall"] is None
     assert results["classifier"]["middle"]["accuracy"] == 1.0 and results["classifier"]["middle"]["precision"] is None
+    # One occluded thumb scoring 1 against visible thumbs: none here (a single sample) -> undefined.
+    assert results["classifier"]["thumb"]["roc_auc"] is None
     # Thumb: visible probabilities sigmoid(-1) and sigmoid(1) -> weights softmax over the two frames.
     p0, p1 = 1 / (1 + np.e), 1 / (1 + np.exp(-1))
     w0 = np.exp(p0) / (np.exp(p0) + np.exp(p1))
@@ -121,3 +153,5 @@ def test_evaluation_report_includes_the_classifier_and_fusion(run_dir, cached_re
         assert classifier[name]["num_occluded"] == labels[label_mask, 0, head].sum()
         assert classifier[name]["false_positive"] == classifier[name]["false_negative"] == 0
         assert classifier[name]["accuracy"] == 1.0
+        both_classes = 0 < classifier[name]["num_occluded"] < classifier[name]["num_samples"]
+        assert classifier[name]["roc_auc"] == (1.0 if both_classes else None)

@@ -169,6 +169,46 @@ def test_enquiry_inside_the_model_picks_the_right_frame(occluded, selected):
         assert not np.allclose(rot6d_to_rotmat(other), out["delta_rot_mat"], atol=1e-4)
 
 
+def test_label_guidance_steers_fusion_and_enquiry_in_training_only():
+    official = model_config_for("B+D+MF+FO+HO", **TINY)
+    guided_config = model_config_for("B+D+MF+FO+HO", occlusion_guidance="labels_in_training", **TINY)
+    _, variables = init_model(official, batch=1)  # same parameters, another switch
+    guided = H2ONet(topology(), guided_config)
+    rng = np.random.default_rng(8)
+    frames = {
+        "uv": jnp.asarray(rng.random((1, 3, 21, 2)), jnp.float32),
+        "d3": jnp.asarray(rng.normal(size=(1, 3, topology().num_vertices, 32 // 8)), jnp.float32),
+        "rot_features": jnp.asarray(rng.random((1, 3, 1024 // 8)) * 3, jnp.float32),
+        "occ_logits": hand_logits(()),  # the classifier says: every finger visible in every frame
+    }
+    labels = np.zeros((1, 3, 6), np.int32)
+    labels[0, 0, :5] = 1  # ... but frame t's hand is occluded: the enquiry must take frame t-k
+    labels[0, 1, 2] = 1   # and frame t-k's middle finger too (moves the fusion weights)
+    mask = np.ones((1, 3), np.float32)
+
+    def fuse(model, **kwargs):
+        return model.apply(variables, frames, method=H2ONet.fuse, **kwargs)
+
+    train_out = fuse(guided, occ_labels=labels, occ_label_mask=mask, train=True)
+    np.testing.assert_array_equal(train_out["hand_usable"], [[0.0, 1.0, 1.0]])
+    # Equal to the official network fed a classifier that outputs exactly the labels.
+    as_labels = dict(frames, occ_logits=jnp.asarray(8.0 * np.stack([1 - labels, labels], -1), jnp.float32))
+    reference = H2ONet(topology(), official).apply(variables, as_labels, method=H2ONet.fuse)
+    for key in ("verts_c_m", "delta_rot_mat", "verts_r_m"):
+        np.testing.assert_allclose(train_out[key], reference[key], atol=1e-6, err_msg=key)
+    # The logits output stays the classifier's own (its loss trains it as before).
+    np.testing.assert_array_equal(train_out["occ_logits"], frames["occ_logits"])
+    # At inference, or without labels, or with frame t unlabelled, the classifier decides.
+    official_out = fuse(H2ONet(topology(), official))
+    for out in (fuse(guided, occ_labels=labels, occ_label_mask=mask, train=False),
+                fuse(guided, train=True),
+                fuse(guided, occ_labels=labels, occ_label_mask=np.array([[0.0, 1.0, 1.0]], np.float32), train=True)):
+        np.testing.assert_array_equal(out["hand_usable"], [[1.0, 1.0, 1.0]])
+        np.testing.assert_allclose(out["delta_rot_mat"], official_out["delta_rot_mat"], atol=1e-6)
+    assert not np.allclose(train_out["delta_rot_mat"], official_out["delta_rot_mat"], atol=1e-4)
+    assert not np.allclose(train_out["verts_c_m"], official_out["verts_c_m"], atol=1e-6)
+
+
 @pytest.mark.parametrize("frame_gap", [1, 2])
 def test_streaming_equals_three_frame_forward(frame_gap):
     config = model_config_for("B+D+MF+FO+HO", **TINY)
@@ -289,3 +329,5 @@ def test_config_validation():
         ModelConfig(width_divisor=3)
     with pytest.raises(ValueError, match="unknown model variant"):
         model_config_for("nope")
+    with pytest.raises(ValueError, match="occlusion_guidance"):
+        ModelConfig(occlusion_guidance="labels")

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from h2o_jax.ops import finger_scores, occlusion_fusion_weights, occlusion_weighted_fusion
+from h2o_jax.ops import finger_scores, guidance_logits, occlusion_fusion_weights, occlusion_weighted_fusion
 
 
 def numpy_fusion(features, logits, vertex_part, score, palm_score=1.0):
@@ -91,3 +91,35 @@ def test_fusion_errors():
         occlusion_weighted_fusion(np.zeros((3, 2, 1)), np.zeros((2, 5, 2)), np.array([0, 1]))
     with pytest.raises(ValueError, match="vertex_part"):
         occlusion_weighted_fusion(np.zeros((3, 2, 1)), np.zeros((3, 5, 2)), np.array([0]))
+
+
+def test_guidance_logits_follow_labels_where_labelled_and_predictions_elsewhere():
+    rng = np.random.default_rng(21)
+    predicted = rng.normal(size=(4, 3, 6, 2)).astype(np.float32)
+    labels = rng.integers(0, 2, (4, 3, 6))
+    mask = (rng.random((4, 3)) > 0.3).astype(np.float32)
+    got = np.asarray(jax.jit(guidance_logits)(predicted, labels, mask))
+    # Loop reference: a labelled head gets (margin, 0) if visible, (0, margin) if occluded.
+    for b in range(4):
+        for t in range(3):
+            for h in range(6):
+                expected = ((8.0, 0.0) if labels[b, t, h] == 0 else (0.0, 8.0)) if mask[b, t] else predicted[b, t, h]
+                np.testing.assert_array_equal(got[b, t, h], expected)
+    # Five-head classifiers read the first five labels; vmap over a leading axis matches.
+    five = np.asarray(guidance_logits(predicted[:, :, :5], labels, mask, margin=3.0))
+    np.testing.assert_array_equal(five[mask > 0], 3.0 * np.stack([1 - labels, labels], -1)[:, :, :5][mask > 0])
+    batched = jax.vmap(guidance_logits)(predicted[None], labels[None], mask[None])[0]
+    np.testing.assert_array_equal(batched, got)
+    # The softmax of a labelled head is the label to 3e-4 (what the fusion weights see).
+    probs = np.asarray(jax.nn.softmax(got, -1))[..., 1][mask > 0]
+    np.testing.assert_allclose(probs, labels[mask > 0], atol=4e-4)
+
+
+def test_guidance_logits_bad_shapes_name_the_input():
+    logits = np.zeros((2, 3, 6, 2))
+    with pytest.raises(ValueError, match="labels must have shape"):
+        guidance_logits(logits, np.zeros((2, 3, 4)), np.ones((2, 3)))
+    with pytest.raises(ValueError, match="label_mask must have shape"):
+        guidance_logits(logits, np.zeros((2, 3, 6)), np.ones((2,)))
+    with pytest.raises(ValueError, match="predicted_logits"):
+        guidance_logits(np.zeros((2, 3, 6)), np.zeros((2, 3, 6)), np.ones((2, 3)))
