@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import zipfile
+from collections.abc import Sequence
 from typing import Any
 
 import ml_collections
@@ -281,7 +282,7 @@ def restore_variables(workdir: str, which: str = "best", what: str = "") -> tupl
 def model_config_from(config: ml_collections.ConfigDict):
     """The `h2o_jax.config.ModelConfig` of a run config (`model.variant`, `width_divisor`,
     `template_residual`, `sf_root_grad`, `scratch_encoder`, `stack_out_channels`,
-    `occlusion_guidance`; runs saved
+    `occlusion_guidance`, `enquiry_rotation`, `gate_logit_offset`, `hand_reading`; runs saved
     before a field existed get its default)."""
     from h2o_jax.config import model_config_for
 
@@ -290,20 +291,49 @@ def model_config_from(config: ml_collections.ConfigDict):
                             sf_root_grad=bool(config.model.get("sf_root_grad", True)),
                             scratch_encoder=bool(config.model.get("scratch_encoder", False)),
                             stack_out_channels=int(config.model.get("stack_out_channels", 0)),
-                            occlusion_guidance=str(config.model.get("occlusion_guidance", "predicted")))
+                            occlusion_guidance=str(config.model.get("occlusion_guidance", "predicted")),
+                            enquiry_rotation=str(config.model.get("enquiry_rotation", "offset")),
+                            gate_logit_offset=float(config.model.get("gate_logit_offset", 0.0)),
+                            hand_reading=str(config.model.get("hand_reading", "A")))
 
 
-def restore_run(workdir: str, which: str = "best", topology: str | None = None
-                ) -> tuple[ml_collections.ConfigDict, Any, Any, int]:
+# Model switches that change what a trained network computes at inference, not its parameters:
+# `--model-set` of evaluate / study / enquiry_oracle may override them on a restored run.
+INFERENCE_SWITCHES = {"enquiry_rotation": str, "gate_logit_offset": float, "hand_reading": str}
+
+
+def parse_model_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """["key=value", ...] -> {key: typed value} for the keys of INFERENCE_SWITCHES."""
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.removeprefix("model.")
+        if not sep or key not in INFERENCE_SWITCHES:
+            raise UserError(f"--model-set takes KEY=VALUE with KEY one of {sorted(INFERENCE_SWITCHES)}; got {item!r}")
+        try:
+            overrides[key] = INFERENCE_SWITCHES[key](value)
+        except ValueError:
+            raise UserError(f"--model-set {item!r}: {value!r} is not a {INFERENCE_SWITCHES[key].__name__}") from None
+    return overrides
+
+
+def restore_run(workdir: str, which: str = "best", topology: str | None = None,
+                model_overrides: dict[str, Any] | None = None) -> tuple[ml_collections.ConfigDict, Any, Any, int]:
     """(config, model, variables {params, batch_stats}, step) of a run's `best` or `latest` checkpoint
     (falls back to latest when no evaluation has produced a best one).
 
     The model gets the run's own topology.npz; `topology`, a spec given explicitly, must be that
-    same topology (else a UserError says which file to use).
+    same topology (else a UserError says which file to use). `model_overrides` (keys of
+    INFERENCE_SWITCHES) replace the run's `model.*` values; the returned config shows them.
     """
     from h2o_jax.nn import H2ONet
 
     config = load_run_config(workdir)
+    for key, value in (model_overrides or {}).items():
+        if key not in INFERENCE_SWITCHES:
+            raise UserError(f"cannot override model.{key} at inference; only {sorted(INFERENCE_SWITCHES)}")
+        with config.unlocked():
+            config.model[key] = value
     recorded = run_topology(workdir)
     if recorded is None:
         mesh_topology = _legacy_topology(workdir, topology or config.model.topology)

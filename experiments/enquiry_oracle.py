@@ -110,7 +110,7 @@ def format_report(report: dict[str, Any]) -> str:
 
 
 def run_enquiry_oracle(workdir: str, split: str = "validation", checkpoint: str = "best", batch_size: int = 16,
-                       out_dir: str | None = None) -> dict[str, Any]:
+                       out_dir: str | None = None, model_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """One pass of the run's network over `split` (all frames); writes and returns the report."""
     import jax
     import jax.numpy as jnp
@@ -120,7 +120,7 @@ def run_enquiry_oracle(workdir: str, split: str = "validation", checkpoint: str 
     from experiments.evaluate import evaluation_source
     from h2o_jax.ops import geodesic_distance
 
-    config, model, variables, step = restore_run(workdir, checkpoint)
+    config, model, variables, step = restore_run(workdir, checkpoint, model_overrides=model_overrides)
     if not model.config.orientation_fusion:
         raise UserError(f"{workdir!r} is a {config.model.variant!r} run: the enquiry needs an HO variant "
                         "(B+D+MF+FO+HO)")
@@ -146,7 +146,8 @@ def run_enquiry_oracle(workdir: str, split: str = "validation", checkpoint: str 
         parts["delta"].append(np.degrees(np.arccos(cosine)))
     joined = {k: np.concatenate(v) for k, v in parts.items()}
     report = enquiry_report(joined["own"], joined["hand"], joined["usable"], joined["fingers"], joined["delta"])
-    report.update(workdir=os.path.abspath(workdir), split=split, checkpoint=checkpoint, step=int(step))
+    report.update(workdir=os.path.abspath(workdir), split=split, checkpoint=checkpoint, step=int(step),
+                  model_overrides=dict(model_overrides or {}))
     print(format_report(report))
     out_dir = out_dir or workdir
     os.makedirs(out_dir, exist_ok=True)
@@ -164,13 +165,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--checkpoint", default="best", choices=("best", "latest"))
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--out", default=None, help="output folder (default: the workdir)")
+    parser.add_argument("--model-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="an inference switch of the network (as in experiments.evaluate)")
     args = parser.parse_args(argv)
-    from experiments.common import UserError
+    from experiments.common import UserError, parse_model_overrides
 
     if args.batch_size < 1:
         sys.exit("error: --batch-size must be >= 1")
     try:
-        return run_enquiry_oracle(args.workdir, args.split, args.checkpoint, args.batch_size, args.out)
+        return run_enquiry_oracle(args.workdir, args.split, args.checkpoint, args.batch_size, args.out,
+                                  parse_model_overrides(args.model_set))
     except (UserError, FileNotFoundError) as err:
         sys.exit(f"error: {err}")
 

@@ -45,7 +45,7 @@ import numpy as np
 
 from data_loaders.pipeline import FirstSamples
 from data_loaders.validation import SpreadSamples
-from experiments.common import DATASET_GAPS, UserError, restore_run, sample_source
+from experiments.common import DATASET_GAPS, UserError, parse_model_overrides, restore_run, sample_source
 from experiments.occlusion_stats import OcclusionStats, format_occlusion_table
 from h2o_jax.metrics import OCCLUSION_CATEGORIES, MetricAccumulator, root_align, sample_metrics
 
@@ -238,12 +238,14 @@ def _baseline_collectors(data, topology):
 
 def run_evaluation(workdir: str, split: str | None = None, checkpoint: str = "best", limit: int = 0,
                    batch_size: int = 16, out_dir: str | None = None, predict_fn=None, dataset: str | None = None,
-                   data_dir: str | None = None, topology: str | None = None, spread: bool = False) -> dict[str, Any]:
+                   data_dir: str | None = None, topology: str | None = None, spread: bool = False,
+                   model_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Evaluates the run in `workdir` on `split` (default: the dataset's eval split) of its own
     dataset or of `dataset` in `data_dir`; writes the outputs (module docstring) and returns the
     JSON report. `topology`, when given, must be the run's own (else a UserError).
     `predict_fn(batch) -> {joints_r_m [B, 21, 3], verts_r_m [B, V, 3]}` (and optionally
-    occ_logits [B, T, H, 2]) replaces the network (tests)."""
+    occ_logits [B, T, H, 2]) replaces the network (tests). `model_overrides` set inference
+    switches of the restored network (`experiments.common.INFERENCE_SWITCHES`)."""
     from data_loaders.pipeline import make_eval_dataset
     from experiments.reports import plot_auc, write_ho3d_submission, write_json_report
 
@@ -251,7 +253,7 @@ def run_evaluation(workdir: str, split: str | None = None, checkpoint: str = "be
         raise UserError(f"--checkpoint must be best or latest, got {checkpoint!r}")
     if batch_size < 1 or limit < 0:
         raise UserError(f"--batch-size must be >= 1 and --limit >= 0; got {batch_size} and {limit}")
-    config, model, variables, step = restore_run(workdir, checkpoint, topology=topology)
+    config, model, variables, step = restore_run(workdir, checkpoint, topology=topology, model_overrides=model_overrides)
     data, default_split, prefix = dataset_config(config.data, dataset, data_dir)
     split = split or default_split
     source = evaluation_source(data, split)
@@ -302,6 +304,7 @@ def run_evaluation(workdir: str, split: str | None = None, checkpoint: str = "be
 
     report: dict[str, Any] = {"workdir": os.path.abspath(workdir), "dataset": data.name, "split": split,
                               "checkpoint": checkpoint, "step": int(step), "variant": config.model.variant,
+                              "model_overrides": dict(model_overrides or {}),
                               "num_labelled": collector.num_samples,
                               "num_unlabelled": int(sum(len(r) for r in unlabelled["roots"]))}
     if collector.num_samples:
@@ -352,6 +355,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                                                           "run's data.data_dir, else $TFDS_DATA_DIR)")
     parser.add_argument("--topology", default=None, help="a topology spec that must be the run's own (checked; "
                                                           "the run's topology.npz is used)")
+    parser.add_argument("--model-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="an inference switch of the network (repeat): enquiry_rotation=offset|copy, "
+                             "gate_logit_offset=FLOAT, hand_reading=A|B (h2o_jax.config.ModelConfig)")
     args = parser.parse_args(argv)
     from experiments.compile_cache import enable_compilation_cache
 
@@ -359,7 +365,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     try:
         return run_evaluation(args.workdir, args.split, args.checkpoint, args.limit, args.batch_size, args.out,
                               dataset=args.dataset, data_dir=args.data_dir, topology=args.topology,
-                              spread=args.spread)
+                              spread=args.spread, model_overrides=parse_model_overrides(args.model_set))
     except (UserError, FileNotFoundError) as err:
         sys.exit(f"error: {err}")
 

@@ -12,6 +12,8 @@ its per-finger precision / recall and the fusion weights on occluded vs visible 
 (`experiments/occlusion_stats.py`). `--offset-ablation` adds, per fusion model, a row with its
 offset head zeroed: frame 0's mesh is then the network's own single-frame mesh, so the difference
 is what the multi-frame fusion adds. The same numbers go to a JSON file beside the markdown.
+A run may be scored with other inference switches of its network (no retraining):
+`--run "MF copy=runs/study/mf_full@enquiry_rotation=copy,gate_logit_offset=2"`.
 """
 
 from __future__ import annotations
@@ -112,27 +114,42 @@ def without_offset(variables: dict[str, Any]) -> dict[str, Any] | None:
     return {**variables, "params": {**variables["params"], "offset_pred": offset}}
 
 
-def run_study(runs: Sequence[tuple[str, str]], split: str | None = None, limit: int = 0,
+def parse_run(item: str) -> tuple[str, str, dict[str, Any]]:
+    """"NAME=WORKDIR" or "NAME=WORKDIR@KEY=VALUE,KEY=VALUE" (inference switches of the network,
+    `experiments.common.INFERENCE_SWITCHES`) -> (name, workdir, overrides)."""
+    from experiments.common import UserError, parse_model_overrides
+
+    name, sep, rest = item.partition("=")
+    workdir, _, settings = rest.partition("@")
+    if not sep or not name or not workdir:
+        raise UserError(f"--run must be NAME=WORKDIR[@KEY=VALUE,...], got {item!r}")
+    return name, workdir, parse_model_overrides([s for s in settings.split(",") if s])
+
+
+def run_study(runs: Sequence[tuple], split: str | None = None, limit: int = 0,
               batch_size: int = 16, offset_ablation: bool = False) -> list[dict[str, Any]]:
-    """Evaluates each (name, workdir) on the same split; returns one row per run, and with
-    `offset_ablation` one more per multi-frame fusion model with its offset head zeroed."""
+    """Evaluates each (name, workdir[, model overrides]) on the same split; returns one row per
+    run, and with `offset_ablation` one more per multi-frame fusion model with its offset head
+    zeroed. Outputs go to <workdir>/study (study_<overrides> for a run with overrides)."""
     from experiments.common import restore_run
     from experiments.evaluate import _predict_function, run_evaluation
 
     rows = []
-    for name, workdir in runs:
+    for name, workdir, *rest in runs:
+        overrides = rest[0] if rest else {}
+        suffix = "".join(f"_{k}-{v}" for k, v in sorted(overrides.items()))
         print(f"== {name}: {workdir}", flush=True)
         report = run_evaluation(workdir, split=split, limit=limit, batch_size=batch_size, spread=bool(limit),
-                                out_dir=os.path.join(workdir, "study"))
+                                out_dir=os.path.join(workdir, "study" + suffix), model_overrides=overrides)
         rows.append({"name": name, "workdir": workdir, "training_s": training_seconds(workdir), "report": report})
         if offset_ablation:
-            _, model, variables, _ = restore_run(workdir)
+            _, model, variables, _ = restore_run(workdir, model_overrides=overrides)
             zeroed = without_offset(variables)
             if zeroed is not None:
                 print(f"== {name} with its offset head zeroed", flush=True)
                 report = run_evaluation(workdir, split=split, limit=limit, batch_size=batch_size, spread=bool(limit),
-                                        out_dir=os.path.join(workdir, "study_no_offset"),
-                                        predict_fn=_predict_function(model, zeroed))
+                                        out_dir=os.path.join(workdir, "study_no_offset" + suffix),
+                                        predict_fn=_predict_function(model, zeroed), model_overrides=overrides)
                 rows.append({"name": f"{name}, offset zeroed", "workdir": workdir, "training_s": None,
                              "report": report})
     return rows
@@ -140,8 +157,9 @@ def run_study(runs: Sequence[tuple[str, str]], split: str | None = None, limit: 
 
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(prog="python -m experiments.study", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run", action="append", required=True, metavar="NAME=WORKDIR",
-                        help="a trained run and its name in the table (repeat)")
+    parser.add_argument("--run", action="append", required=True, metavar="NAME=WORKDIR[@KEY=VALUE,...]",
+                        help="a trained run and its name in the table (repeat); after @, inference switches "
+                             "of its network (enquiry_rotation=copy, gate_logit_offset=2, hand_reading=B)")
     parser.add_argument("--split", default=None, help="dataset split (default: the runs' evaluation split)")
     parser.add_argument("--limit", type=int, default=0, help="N samples spread over the split (0 = all)")
     parser.add_argument("--batch-size", type=int, default=16)
@@ -151,12 +169,10 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     args = parser.parse_args(argv)
     from experiments.common import UserError
 
-    runs = []
-    for item in args.run:
-        name, sep, workdir = item.partition("=")
-        if not sep or not name or not workdir:
-            sys.exit(f"error: --run must be NAME=WORKDIR, got {item!r}")
-        runs.append((name, workdir))
+    try:
+        runs = [parse_run(item) for item in args.run]
+    except UserError as err:
+        sys.exit(f"error: {err}")
     try:
         rows = run_study(runs, args.split, args.limit, args.batch_size, args.offset_ablation)
     except (UserError, FileNotFoundError) as err:

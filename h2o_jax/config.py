@@ -56,6 +56,16 @@ class ModelConfig:
         them, `h2o_jax.ops.guidance_logits`, while training; the classifier at inference). The
         offset heads after the fusion otherwise learn only from frames the classifier flags, and
         a classifier that rarely fires leaves them nothing to learn (README "Study").
+      enquiry_rotation: how frame t's rotation uses the enquired feature G' (HO variants):
+        "offset" (official Eq. 7: R_t = g(cat[G', G_t]) f(G_t), with g learned) or "copy" (not
+        official: R_t = f(G'), the base rotation regressor on the enquired feature, for the
+        joints as well as the vertices; g is unused). "copy" is the paper's key idea (take the
+        orientation of the most recent visible frame) without a head that must learn it from
+        the few training frames whose hand is occluded while an earlier one is visible.
+      gate_logit_offset: added to every finger's occluded logit in the Eq. 5 gate only (0 =
+        official; not the fusion weights, not the classifier's outputs): a decision threshold
+        to choose on validation data when the classifier ranks occlusion well (ROC AUC) but
+        rarely calls it (README "Study").
     """
 
     num_frames: int = 3
@@ -76,6 +86,8 @@ class ModelConfig:
     scratch_encoder: bool = False
     stack_out_channels: int = 0
     occlusion_guidance: Literal["predicted", "labels_in_training"] = "predicted"
+    enquiry_rotation: Literal["offset", "copy"] = "offset"
+    gate_logit_offset: float = 0.0
 
     def __post_init__(self) -> None:
         if self.num_frames not in (1, 3):
@@ -89,6 +101,10 @@ class ModelConfig:
         if self.occlusion_guidance not in ("predicted", "labels_in_training"):
             raise ValueError("occlusion_guidance must be 'predicted' or 'labels_in_training', "
                              f"got {self.occlusion_guidance!r}")
+        if self.enquiry_rotation not in ("offset", "copy"):
+            raise ValueError(f"enquiry_rotation must be 'offset' or 'copy', got {self.enquiry_rotation!r}")
+        if not (isinstance(self.gate_logit_offset, (int, float)) and abs(self.gate_logit_offset) < float("inf")):
+            raise ValueError(f"gate_logit_offset must be a finite number, got {self.gate_logit_offset!r}")
         if self.stack_out_channels < 0:
             raise ValueError(f"stack_out_channels must be >= 0 (0: 24 / width_divisor), got {self.stack_out_channels}")
         if 128 % self.width_divisor or 24 % self.width_divisor:

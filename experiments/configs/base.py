@@ -17,6 +17,9 @@ def base_config() -> ml_collections.ConfigDict:
         stack_out_channels=0,     # hourglass output channels (0: 24 / width_divisor, official)
         occlusion_guidance="predicted",  # "labels_in_training": GT labels steer fusion + enquiry
                                          # while training (not official; ModelConfig)
+        enquiry_rotation="offset",  # "copy": frame t takes f(G') of the enquired frame (not official)
+        gate_logit_offset=0.0,    # added to the finger heads' occluded logits in the Eq. 5 gate only
+        hand_reading="A",         # Eq. 5 reading (A official; ModelConfig)
     ))
     config.data = ml_collections.ConfigDict(dict(
         name="synthetic/default", data_dir="", build_workers=0, batch_size=32, gap=5,

@@ -13,7 +13,7 @@ training, `ModelConfig.occlusion_guidance`):
 | uv | [B, T', J, 2] | 2D joints / crop size |
 | verts_c_m | [B, T', V, 3] | canonical mesh; frame 0 includes the fused offset (Eq. 4) |
 | joints_c_m | [B, T', J, 3] | regressor (learnable J) applied to verts_c_m |
-| rot_mat | [B, T', 3, 3] | base global rotation R_i (the official export, no Delta R) |
+| rot_mat | [B, T', 3, 3] | base global rotation R_i (the official export, no Delta R; frame 0 f(G') under enquiry_rotation="copy") |
 | verts_r_m | [B, T', V, 3] | R (v - r) + r about the root joint r; frame 0 uses Delta R R when HO |
 | joints_r_m | [B, T', J, 3] | as verts_r_m with the base R (Delta R R with delta_r_scope="all") |
 | occ_logits | [B, T, H, 2] | occlusion classifier (when the variant has it); class 1 = occluded |
@@ -143,11 +143,15 @@ class H2ONet(nn.Module):
         rot_mat = rot6d_to_rotmat(self.rot_reg.rotation_6d(rot_features[:, :num_out]))
         rot_frame0 = rot_mat[:, 0]
         if cfg.orientation_fusion:
-            usable = hand_usable(guide, cfg.hand_reading)
+            usable = hand_usable(guide, cfg.hand_reading, cfg.gate_logit_offset)
             enquired = enquire(rot_features, usable)
-            delta = rot6d_to_rotmat(self.rot_reg.offset_6d(rot_features[:, 0], enquired))
+            if cfg.enquiry_rotation == "copy":
+                rot_frame0 = rot6d_to_rotmat(self.rot_reg.rotation_6d(enquired))
+                delta = rot_frame0 @ jnp.swapaxes(rot_mat[:, 0], -1, -2)  # reported so that Delta R R_t = f(G')
+            else:
+                delta = rot6d_to_rotmat(self.rot_reg.offset_6d(rot_features[:, 0], enquired))
+                rot_frame0 = delta @ rot_mat[:, 0]
             outputs.update(delta_rot_mat=delta, hand_usable=usable)
-            rot_frame0 = delta @ rot_mat[:, 0]
 
         multi = cfg.multi_frame
         regressor = self.mano_joint_reg
@@ -156,7 +160,8 @@ class H2ONet(nn.Module):
         # The rotated terms move the root only in an official single-frame network (architecture.md 7.2).
         root = joints_c[..., 0, :] if not multi and cfg.sf_root_grad else sg(joints_c[..., 0, :])
         vert_rot = rot_mat.at[:, 0].set(rot_frame0)
-        joint_rot = vert_rot if cfg.delta_r_scope == "all" else rot_mat
+        # "copy" replaces frame t's rotation everywhere; the official Delta R moves the vertices only.
+        joint_rot = vert_rot if cfg.delta_r_scope == "all" or cfg.enquiry_rotation == "copy" else rot_mat
         outputs.update(
             verts_c_m=verts_c,
             joints_c_m=joints_c,

@@ -17,7 +17,8 @@ from h2o_jax.ops._checks import check_rank_at_least, check_shape
 NUM_FINGERS = 5
 
 
-def hand_usable(finger_logits: ArrayLike, reading: Literal["A", "B"] = "A") -> jax.Array:
+def hand_usable(finger_logits: ArrayLike, reading: Literal["A", "B"] = "A",
+                occluded_logit_offset: float = 0.0) -> jax.Array:
     """Whether each frame's orientation evidence is usable (1) or the hand is occluded (0).
 
     o_d = argmax over classes of finger head d (1 = occluded), d = 0..4 (a global 6th head is
@@ -28,7 +29,9 @@ def hand_usable(finger_logits: ArrayLike, reading: Literal["A", "B"] = "A") -> j
     * Reading "B" (Eq. 5 literally with per-finger visibility): ``u = prod_d (1 - o_d)`` --
       usable only when all five fingers are visible.
 
-    The argmax makes this piecewise constant: it carries no gradient.
+    The argmax makes this piecewise constant: it carries no gradient. `occluded_logit_offset`
+    is added to each finger's occluded logit before the argmax (0 = official): a decision
+    threshold, for a classifier whose scores rank well but lean to "visible".
 
     Args:
       finger_logits: ``[..., T, H>=5, 2]``.
@@ -41,7 +44,7 @@ def hand_usable(finger_logits: ArrayLike, reading: Literal["A", "B"] = "A") -> j
     if np.shape(finger_logits)[-2] < NUM_FINGERS:
         raise ValueError(f"finger_logits must have >= 5 heads, got {np.shape(finger_logits)}")
     logits = jax.lax.stop_gradient(jnp.asarray(finger_logits)[..., :NUM_FINGERS, :])
-    occluded = (logits[..., 1] > logits[..., 0]).astype(logits.dtype)  # argmax, ties -> visible
+    occluded = (logits[..., 1] + occluded_logit_offset > logits[..., 0]).astype(logits.dtype)  # ties -> visible
     if reading == "A":
         return 1.0 - jnp.prod(occluded, axis=-1)
     if reading == "B":

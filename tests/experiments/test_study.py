@@ -5,6 +5,7 @@ import json
 import pytest
 
 from experiments import study
+from experiments.common import UserError
 from test_evaluate import make_run, records  # noqa: F401  (fixture)
 
 
@@ -58,3 +59,26 @@ def test_without_offset_zeroes_only_the_offset_heads_last_layer():
     assert zeroed["params"]["backbone"] is variables["params"]["backbone"]
     assert np.all(variables["params"]["offset_pred"]["head"]["layer"]["kernel"] == 1)  # input untouched
     assert study.without_offset({"params": {"backbone": {}}, "batch_stats": {}}) is None
+
+
+def test_runs_with_inference_switches(tmp_path, records):  # noqa: F811
+    multi = make_run(tmp_path / "mf", variant="B+D+MF+FO+HO")
+    assert study.parse_run(f"MF copy={multi}@enquiry_rotation=copy,gate_logit_offset=2") == (
+        "MF copy", str(multi), {"enquiry_rotation": "copy", "gate_logit_offset": 2.0})
+    assert study.parse_run(f"MF={multi}") == ("MF", str(multi), {})
+    for bad, message in (("MF=x@width_divisor=2", "KEY one of"), ("MF=x@gate_logit_offset=high", "is not a float"),
+                         ("MF@x", "must be NAME=WORKDIR")):
+        with pytest.raises(UserError, match=message):
+            study.parse_run(bad)
+    rows = study.main(["--run", f"MF={multi}", "--run", f"MF copy={multi}@enquiry_rotation=copy,gate_logit_offset=3",
+                       "--limit", "4", "--batch-size", "2", "--out", str(tmp_path / "study.md")])
+    assert rows[0]["report"]["model_overrides"] == {}
+    assert rows[1]["report"]["model_overrides"] == {"enquiry_rotation": "copy", "gate_logit_offset": 3.0}
+    assert (tmp_path / "mf" / "study_enquiry_rotation-copy_gate_logit_offset-3.0" / "eval_test.json").exists()
+    # Same weights, same classifier; the vertices' rotation differs (random weights: the official
+    # Delta R R_t is not f(G'), while the joints take the base rotation f(G_t) in both when the
+    # gate keeps frame t).
+    assert rows[1]["report"]["occlusion"]["classifier"] == rows[0]["report"]["occlusion"]["classifier"]
+    assert rows[1]["report"]["overall"]["v_pe_mm"] != rows[0]["report"]["overall"]["v_pe_mm"]
+    with pytest.raises(SystemExit, match="enquiry_rotation must be 'offset' or 'copy'"):
+        study.main(["--run", f"MF={multi}@enquiry_rotation=swap", "--out", str(tmp_path / "s.md")])

@@ -169,6 +169,38 @@ def test_enquiry_inside_the_model_picks_the_right_frame(occluded, selected):
         assert not np.allclose(rot6d_to_rotmat(other), out["delta_rot_mat"], atol=1e-4)
 
 
+@pytest.mark.parametrize("occluded,selected", [((), 0), ((0,), 1), ((0, 1), 2), ((0, 1, 2), 0)])
+def test_copy_enquiry_gives_frame_t_the_enquired_frames_own_rotation(occluded, selected):
+    official = model_config_for("B+D+MF+FO+HO", **TINY)
+    _, variables = init_model(official, batch=1)
+    copy_model = H2ONet(topology(), model_config_for("B+D+MF+FO+HO", enquiry_rotation="copy", **TINY))
+    rng = np.random.default_rng(5)
+    frames = {
+        "uv": jnp.asarray(rng.random((1, 3, 21, 2)), jnp.float32),
+        "d3": jnp.asarray(rng.normal(size=(1, 3, topology().num_vertices, 32 // 8)), jnp.float32),
+        "rot_features": jnp.asarray(rng.random((1, 3, 1024 // 8)) * 3, jnp.float32),
+        "occ_logits": hand_logits(occluded),
+    }
+    out = copy_model.apply(variables, frames, method=H2ONet.fuse)
+    g = frames["rot_features"][:, selected]
+    expected = rot6d_to_rotmat(copy_model.apply({"params": variables["params"]}, g,
+                                                method=lambda m, x: m.rot_reg.rotation_6d(x)))
+    np.testing.assert_allclose(out["rot_mat"][:, 0], expected, atol=1e-6)
+    # Both the joints and the vertices turn with it, about the root joint (float64 reference).
+    rot = np.asarray(expected, np.float64)[0]
+    joints_c, verts_c = (np.asarray(out[k], np.float64)[0, 0] for k in ("joints_c_m", "verts_c_m"))
+    root = joints_c[0]
+    np.testing.assert_allclose(out["joints_r_m"][0, 0], (joints_c - root) @ rot.T + root, atol=1e-6)
+    np.testing.assert_allclose(out["verts_r_m"][0, 0], (verts_c - root) @ rot.T + root, atol=1e-6)
+    # Delta R is reported so that Delta R R_t = f(G'); identity when frame t is its own choice.
+    base = np.asarray(H2ONet(topology(), official).apply(variables, frames, method=H2ONet.fuse)["rot_mat"])[0, 0]
+    np.testing.assert_allclose(np.asarray(out["delta_rot_mat"])[0] @ base, rot, atol=1e-5)
+    if selected == 0:
+        np.testing.assert_allclose(out["delta_rot_mat"][0], np.eye(3), atol=1e-5)
+    with pytest.raises(ValueError, match="enquiry_rotation"):
+        ModelConfig(enquiry_rotation="swap")
+
+
 def test_label_guidance_steers_fusion_and_enquiry_in_training_only():
     official = model_config_for("B+D+MF+FO+HO", **TINY)
     guided_config = model_config_for("B+D+MF+FO+HO", occlusion_guidance="labels_in_training", **TINY)

@@ -87,3 +87,16 @@ def test_enquiry_shape_errors():
         enquire(np.zeros((3, 4)), np.zeros(2))
     with pytest.raises(ValueError, match="finger_logits"):
         hand_usable(np.zeros((3, 4, 2)))
+
+
+def test_occluded_logit_offset_moves_the_decision_threshold():
+    rng = np.random.default_rng(12)
+    logits = rng.normal(size=(50, 3, 6, 2)).astype(np.float32)
+    for offset in (0.0, 0.7, 2.0, -1.0):
+        got = jax.jit(hand_usable, static_argnums=1)(logits, "A", offset)
+        # Reference: a finger is called occluded when l_occ + offset > l_vis; usable unless all five are.
+        occluded = logits[..., :5, 1] + offset > logits[..., :5, 0]
+        np.testing.assert_array_equal(got, 1.0 - occluded.all(-1))
+    # A large offset calls every finger occluded; a large negative one none.
+    np.testing.assert_array_equal(hand_usable(logits, "A", 100.0), np.zeros((50, 3)))
+    np.testing.assert_array_equal(hand_usable(logits, "B", -100.0), np.ones((50, 3)))
