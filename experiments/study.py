@@ -77,7 +77,8 @@ def format_study(rows: list[dict[str, Any]]) -> str:
     classified = [row for row in rows if "occlusion" in row["report"]]
     if classified:
         heads = list(classified[0]["report"]["occlusion"]["classifier"])
-        lines += ["", "Occlusion classifier on frame 0, precision / recall of 'occluded' (%), and the occluded share:",
+        lines += ["", "Occlusion classifier on frame 0, precision / recall of 'occluded' (%), the occluded share, "
+                  "and the ROC AUC of the occluded-minus-visible logit:",
                   "", "| model | " + " | ".join(heads) + " |", "|---|" + "---|" * len(heads)]
         for row in classified:
             classifier = row["report"]["occlusion"]["classifier"]
@@ -85,7 +86,8 @@ def format_study(rows: list[dict[str, Any]]) -> str:
             for head in heads:
                 c = classifier[head]
                 fmt = lambda v: "-" if v is None else f"{100 * v:.0f}"  # noqa: E731
-                cells.append(f"{fmt(c['precision'])} / {fmt(c['recall'])} ({c['num_occluded']}/{c['num_samples']})")
+                auc = "" if c.get("roc_auc") is None else f", AUC {c['roc_auc']:.2f}"
+                cells.append(f"{fmt(c['precision'])} / {fmt(c['recall'])} ({c['num_occluded']}/{c['num_samples']}{auc})")
             lines.append(f"| {row['name']} | " + " | ".join(cells) + " |")
         lines += ["", "Fusion weight of a finger's feature in a frame (softmax over the 3 frames; uniform 0.333):", "",
                   "| model | visible fingers | occluded fingers | frame 0, finger occluded there but visible before |",

@@ -42,6 +42,10 @@ def test_study_table_lists_every_run_and_group(tmp_path, records):  # noqa: F811
     # Only the multi-frame model has an occlusion classifier.
     assert "occlusion" in rows[1]["report"] and "occlusion" not in rows[0]["report"]
     assert "| MF | " in text.split("Occlusion classifier")[1] and "| SF | " not in text.split("Occlusion classifier")[1]
+    mf_line = next(line for line in text.split("Occlusion classifier")[1].splitlines() if line.startswith("| MF | "))
+    for head, c in rows[1]["report"]["occlusion"]["classifier"].items():
+        if c["roc_auc"] is not None:
+            assert f"AUC {c['roc_auc']:.2f})" in mf_line, head
     with pytest.raises(SystemExit, match="--run must be NAME=WORKDIR"):
         study.main(["--run", single, "--out", str(out)])
 
