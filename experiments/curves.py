@@ -68,7 +68,9 @@ def write_curves_png(workdir: str, baselines: dict | None = None, eval_label: st
     ax_loss.set_yscale("log")
     ax_loss.set_xlabel("step")
     ax_loss.set_title("training loss terms (weighted, smoothed)")
-    ax_loss.legend(fontsize=6, ncol=2)
+    # A fixed corner: loc="best" searches the plotted points and, on a slow or busy CPU, warns
+    # (an error under the test suite's warning filter) once that search takes over a second.
+    ax_loss.legend(fontsize=6, ncol=2, loc="upper right")
     if evals:
         for key in EVAL_KEYS:
             points = [(r["step"], r[key]) for r in evals if key in r]
@@ -85,7 +87,7 @@ def write_curves_png(workdir: str, baselines: dict | None = None, eval_label: st
         ax_eval.set_yscale("log")
         ax_eval.set_xlabel("step")
         ax_eval.set_title(f"{eval_label}: errors in mm")
-        ax_eval.legend(fontsize=6)
+        ax_eval.legend(fontsize=6, loc="upper right")
     else:
         ax_eval.set_axis_off()
     fig.tight_layout()
