@@ -24,6 +24,11 @@ if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):  # the run's first process; 
 os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(16 << 30))
 # The entry points (experiments.compile_cache) use the same folder, not ~/.cache.
 os.environ.setdefault("H2O_JAX_XLA_CACHE", os.environ["JAX_COMPILATION_CACHE_DIR"])
+# Only programs that take >= 1 s to compile are stored (JAX's default). The entry points keep every
+# program (floor 0), and the tests call them inside this process: with floor 0 every eager op of
+# every later test was stored, each write scanning the whole folder under the lock, which made
+# eager compiles 4x slower by the end of the run (BENCHMARKS.md, "The test suite").
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "1")
 
 import jax  # noqa: E402
 
@@ -31,3 +36,5 @@ jax.config.update("jax_num_cpu_devices", 4)
 # Also when something imported JAX before this file (its options read the environment on import).
 jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
 jax.config.update("jax_compilation_cache_max_size", int(os.environ["JAX_COMPILATION_CACHE_MAX_SIZE"]))
+jax.config.update("jax_persistent_cache_min_compile_time_secs",
+                  float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
