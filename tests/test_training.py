@@ -10,7 +10,7 @@ from h2o_jax.config import LossConfig, model_config_for
 from h2o_jax.nn import H2ONet
 from h2o_jax.sharding import batch_sharded, check_global_batch_size, make_data_mesh, replicated
 from h2o_jax.training import OptimConfig, create_train_state, make_optimizer, make_train_step
-from topology_helpers import random_topology
+from topology_helpers import init_variables, random_topology
 
 
 def make_batch(rng, batch_size, topology, frames=1):
@@ -141,7 +141,7 @@ def test_lifting_init_keeps_the_normal_loss_gradient_moderate():
     topology = random_topology((48, 24, 12, 6, 3))
     model = H2ONet(topology, model_config_for("single_frame", width_divisor=8))
     batch = make_batch(np.random.default_rng(1), 4, topology, frames=1)
-    variables = model.init(jax.random.key(0), batch["image"], train=True)
+    variables = init_variables(model, batch["image"], train=True)
 
     @jax.jit
     def grad_norm(params):

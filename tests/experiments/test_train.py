@@ -44,6 +44,10 @@ def tiny_config(num_steps=6):
     config.model.topology = TOPOLOGY
     config.data.batch_size = 4
     config.optim.learning_rate = 1e-3
+    # No decay milestones: they are steps_per_epoch (the source size) times an epoch, compiled into
+    # the train step as constants, so each source size would compile its own step (never reached
+    # in these few steps anyway); without them the tests of this file share one compiled step.
+    config.optim.milestones_epochs = ()
     config.train.update(num_steps=num_steps, log_every=1, checkpoint_every=2, eval_every=6, keep_checkpoints=2)
     return config
 

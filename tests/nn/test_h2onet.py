@@ -124,7 +124,7 @@ def test_variant_outputs_and_gradients(variant):
 def test_rotation_is_applied_about_the_root_joint():
     config = model_config_for("B+D+MF+FO+HO", **TINY)
     model, variables = init_model(config)
-    out = model.apply(variables, random_images(np.random.default_rng(2), 2, 3), all_frames=True)
+    out = jax.jit(functools.partial(model.apply, all_frames=True))(variables, random_images(np.random.default_rng(2), 2, 3))
     root = np.asarray(out["joints_c_m"])[:, :, 0]
     verts_c, verts_r = np.asarray(out["verts_c_m"], np.float64), np.asarray(out["verts_r_m"], np.float64)
     rot = np.asarray(out["rot_mat"], np.float64)

@@ -9,7 +9,7 @@ import numpy as np
 
 from h2o_jax.config import model_config_for
 from h2o_jax.nn import H2ONet
-from topology_helpers import random_topology
+from topology_helpers import init_variables, random_topology
 
 
 def test_detached_root_changes_only_the_gradient_into_the_root():
@@ -18,7 +18,7 @@ def test_detached_root_changes_only_the_gradient_into_the_root():
     images = rng.random((2, 1, 128, 128, 3)).astype(np.float32)
     official = H2ONet(topology, model_config_for("single_frame", width_divisor=8))
     detached = H2ONet(topology, model_config_for("single_frame", width_divisor=8, sf_root_grad=False))
-    variables = official.init(jax.random.key(0), images)
+    variables = init_variables(official, images)
     cotangent = jnp.asarray(rng.normal(size=(2, 1, topology.num_vertices, 3)), jnp.float32)
 
     def rotated_loss(model):
