@@ -38,3 +38,17 @@ jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE
 jax.config.update("jax_compilation_cache_max_size", int(os.environ["JAX_COMPILATION_CACHE_MAX_SIZE"]))
 jax.config.update("jax_persistent_cache_min_compile_time_secs",
                   float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
+
+
+def pytest_addoption(parser):
+    parser.addoption("--compile-log", default=None, metavar="DIR",
+                     help="record every JAX compilation event of the test processes in DIR "
+                          "(summary: python -m experiments.compile_report DIR)")
+
+
+def pytest_configure(config):
+    folder = config.getoption("--compile-log")
+    if folder:  # in the controller and in every xdist worker
+        from experiments.compile_report import CompileLog
+
+        CompileLog(folder)
