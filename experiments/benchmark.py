@@ -175,13 +175,13 @@ def config_train_step(config) -> tuple[Callable[[], jax.Array], int, Callable[[]
     topology) on a fixed random three-frame batch, returning the loss."""
     from experiments.common import build_topology, model_config_from
     from experiments.train import loss_config_from, optim_config
-    from h2o_jax.training import create_train_state, make_optimizer, make_train_step
+    from h2o_jax.training import init_train_state, make_optimizer, make_train_step
 
     topology = build_topology(config.model.topology)
     model = H2ONet(topology, model_config_from(config))
     batch_size = int(config.data.batch_size)
     optimizer = make_optimizer(optim_config(config), steps_per_epoch=100)
-    state = jax.jit(lambda k: create_train_state(model, optimizer, k, batch_size))(jax.random.key(config.seed))
+    state = init_train_state(model, optimizer, jax.random.key(config.seed), batch_size)
     rng = np.random.default_rng(1)
     frames, num_vertices = 3, topology.num_vertices
 

@@ -43,7 +43,7 @@ from h2o_jax.hand.topology import load_topology
 from h2o_jax.metrics import MetricAccumulator, root_align, sample_metrics
 from h2o_jax.nn import H2ONet
 from h2o_jax.sharding import batch_sharded, check_global_batch_size, make_data_mesh, replicated
-from h2o_jax.training import OptimConfig, TrainState, create_train_state, make_optimizer, make_predict_step, make_train_step
+from h2o_jax.training import OptimConfig, TrainState, init_train_state, make_optimizer, make_predict_step, make_train_step
 
 log = logging.getLogger("h2o_jax.train")
 
@@ -217,8 +217,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, train_so
     optimizer = make_optimizer(optim_config(config), steps_per_epoch)
     loss_config = loss_config_from(config)
     key = jax.random.key(config.seed)
-    state = jax.jit(lambda k: create_train_state(model, optimizer, k, config.data.batch_size),
-                    out_shardings=replicated(mesh))(key)
+    state = init_train_state(model, optimizer, key, config.data.batch_size, out_shardings=replicated(mesh))
     iterator = train_iterator(train_source, config)
     checkpoints = Checkpoints(workdir, keep=config.train.keep_checkpoints, repair=True)
     start_step = 0

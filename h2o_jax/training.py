@@ -116,6 +116,20 @@ def create_train_state(model: H2ONet, optimizer: optax.GradientTransformation, k
                       optimizer.init(variables["params"]))
 
 
+# The init program runs once, so it is compiled without LLVM's optimisations, which take about
+# half of its compile time. That time is the threefry code of ~600 initialisers; XLA drops the
+# forward pass, whose shapes are all init needs. The values differ from an optimised build of the
+# same program by float rounding in a few of them (tests/test_training.py).
+INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
+
+
+def init_train_state(model: H2ONet, optimizer: optax.GradientTransformation, key: jax.Array,
+                     batch_size: int, out_shardings: Any = None) -> TrainState:
+    """`create_train_state` compiled as one program with `INIT_COMPILER_OPTIONS` and run."""
+    init = jax.jit(lambda k: create_train_state(model, optimizer, k, batch_size), out_shardings=out_shardings)
+    return init.lower(key).compile(compiler_options=INIT_COMPILER_OPTIONS)(key)
+
+
 def _model_inputs(model: H2ONet, batch: dict[str, jax.Array]):
     """(images, occ_labels, occ_label_mask) for the model's own frame count: a single-frame model
     trained or evaluated on triplet batches sees frame 0 only (the losses slice their targets the

@@ -9,7 +9,7 @@ import pytest
 from h2o_jax.config import LossConfig, model_config_for
 from h2o_jax.nn import H2ONet
 from h2o_jax.sharding import batch_sharded, check_global_batch_size, make_data_mesh, replicated
-from h2o_jax.training import OptimConfig, create_train_state, make_optimizer, make_train_step
+from h2o_jax.training import OptimConfig, create_train_state, init_train_state, make_optimizer, make_train_step
 from topology_helpers import init_variables, random_topology
 
 
@@ -158,3 +158,21 @@ def test_lifting_init_keeps_the_normal_loss_gradient_moderate():
     constant["decoder3d"]["upsample"] = jnp.full(lifting.shape, 0.01, jnp.float32)
     noisy_norm, constant_norm = float(grad_norm(variables["params"])), float(grad_norm(constant))
     assert noisy_norm < 1e4 and constant_norm > 1e6, (noisy_norm, constant_norm)
+
+
+def test_init_train_state_is_create_train_state_up_to_float_rounding():
+    """The unoptimised init build (what experiments.train runs) against the optimised one: the
+    same tree and the same values to float rounding, bit-identical from one call to the next."""
+    topology = random_topology((48, 24, 12, 6, 3))
+    model = H2ONet(topology, model_config_for("single_frame", width_divisor=8))
+    optimizer = make_optimizer(OptimConfig(learning_rate=1e-3), steps_per_epoch=1)
+    key = jax.random.key(3)
+    reference = jax.jit(lambda k: create_train_state(model, optimizer, k, batch_size=2))(key)
+    state = init_train_state(model, optimizer, key, batch_size=2)
+    again = init_train_state(model, optimizer, key, batch_size=2)
+    assert jax.tree.structure(state) == jax.tree.structure(reference)
+    for got, want, repeat in zip(jax.tree.leaves(state), jax.tree.leaves(reference), jax.tree.leaves(again)):
+        assert got.dtype == want.dtype and got.shape == want.shape
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(repeat))
+        np.testing.assert_allclose(np.asarray(got, np.float64), np.asarray(want, np.float64), rtol=1e-4, atol=1e-7)
+    assert float(jnp.std(state.params["decoder3d"]["upsample"])) > 1e-3  # random, not a constant

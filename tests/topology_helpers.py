@@ -54,9 +54,14 @@ def init_variables(model, *args, seed: int = 0, **kwargs):
 
     Run eagerly, an init dispatches every op of the forward pass one by one (thousands of small
     compilations on the first use of each shape); jitted, XLA drops the forward (only shapes are
-    needed) and the rbg key keeps the initialisers' random-bit code small. Test speed only: the
-    values differ from a threefry init, not their distribution.
+    needed), and the rbg key and the unoptimised build (`h2o_jax.training.INIT_COMPILER_OPTIONS`)
+    keep the initialisers' compilation short. Test speed only: the values differ from a threefry
+    init, not their distribution.
     """
     import jax
 
-    return jax.jit(lambda key: model.init(key, *args, **kwargs))(jax.random.key(seed, impl="unsafe_rbg"))
+    from h2o_jax.training import INIT_COMPILER_OPTIONS
+
+    key = jax.random.key(seed, impl="unsafe_rbg")
+    init = jax.jit(lambda k: model.init(k, *args, **kwargs))
+    return init.lower(key).compile(compiler_options=INIT_COMPILER_OPTIONS)(key)
